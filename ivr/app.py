@@ -1,0 +1,274 @@
+"""The Flask app: the webhooks Twilio posts to, the signature check, error handling."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from flask import Flask, Response, current_app, g, jsonify, request
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+from twilio.request_validator import RequestValidator
+from werkzeug.exceptions import HTTPException
+
+from ivr import flow, ledger, twiml
+from ivr.contract import mask
+from ivr.prompts import PromptLibrary, PromptSet
+from ivr.settings import Settings, caller_id, load_settings
+
+log = logging.getLogger(__name__)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATABASE_URL = f"sqlite:///{PROJECT_ROOT / 'data' / 'ledger.sqlite3'}"
+TWIML = "text/xml"
+
+# Environment variable -> config key, read over the defaults and under a test mapping.
+ENVIRONMENT = {
+    "IVR_DATABASE_URL": "DATABASE_URL",
+    "TWILIO_AUTH_TOKEN": "AUTH_TOKEN",
+    "IVR_PUBLIC_URL": "PUBLIC_URL",
+    "IVR_PROMPTS_DIR": "PROMPTS_DIR",
+    "IVR_SETTINGS": "SETTINGS_FILE",
+    "IVR_LOCKOUT_FAILURES": "LOCKOUT_FAILURES",
+    "IVR_LOCKOUT_MINUTES": "LOCKOUT_MINUTES",
+}
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    """Create the hotline app: defaults, then IVR_* variables, then `test_config`."""
+    app = Flask(__name__)
+    app.config.from_mapping(
+        DATABASE_URL=DEFAULT_DATABASE_URL,
+        AUTH_TOKEN=None,
+        PUBLIC_URL=None,
+        PROMPTS_DIR=str(PROJECT_ROOT / "prompts"),
+        SETTINGS_FILE=str(PROJECT_ROOT / "data" / "hotline.toml"),
+        LOCKOUT_FAILURES=5,
+        LOCKOUT_MINUTES=60,
+    )
+    for variable, key in ENVIRONMENT.items():
+        if os.environ.get(variable):
+            app.config[key] = os.environ[variable]
+    if test_config is not None:
+        app.config.from_mapping(test_config)
+
+    # Everything that can be prepared once is prepared here, not per request; a config
+    # that cannot work fails now rather than on the first call.
+    hotline = Hotline(
+        engine=ledger.make_engine(app.config["DATABASE_URL"]),
+        prompts=PromptLibrary(Path(app.config["PROMPTS_DIR"]), flow.PHRASES),
+        settings=load_settings(Path(app.config["SETTINGS_FILE"]), flow.LANGUAGES),
+        validator=RequestValidator(app.config["AUTH_TOKEN"]) if app.config["AUTH_TOKEN"] else None,
+        limits=flow.Limits(
+            lockout_failures=int(app.config["LOCKOUT_FAILURES"]),
+            lockout_window=_minutes(app.config["LOCKOUT_MINUTES"]),
+        ),
+        public_url=app.config["PUBLIC_URL"],
+    )
+    app.extensions["ivr"] = hotline
+    app.before_request(_check_signature)
+    app.register_error_handler(Exception, _apologise)
+    app.add_url_rule("/voice", view_func=answer_call, methods=["POST"])
+    app.add_url_rule("/voice/step", view_func=answer_step, methods=["POST"])
+    app.add_url_rule("/voice/fallback", view_func=answer_fallback, methods=["POST"])
+    app.add_url_rule("/voice/status", view_func=record_status, methods=["POST"])
+    app.add_url_rule("/healthz", view_func=health, methods=["GET"])
+    return app
+
+
+def _minutes(value: Any) -> timedelta:
+    return timedelta(minutes=float(value))
+
+
+class Hotline:
+    """What the webhooks share within one server process."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        prompts: PromptLibrary,
+        settings: Settings,
+        validator: RequestValidator | None,
+        limits: flow.Limits,
+        public_url: str | None,
+    ) -> None:
+        self.engine = engine
+        self.prompts = prompts
+        self.settings = settings
+        self.validator = validator
+        self.limits = limits
+        self.public_url = public_url.rstrip("/") if public_url else None
+
+
+def hotline() -> Hotline:
+    """Return the current app's shared state."""
+    state = current_app.extensions["ivr"]
+    assert isinstance(state, Hotline)
+    return state
+
+
+class SessionLedger:
+    """The flow's view of the ledger through one database session."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def balance(self, contract: str, at: datetime) -> Decimal | None:
+        return ledger.balance(self.session, contract, at)
+
+    def failures_since(self, caller: str, since: datetime) -> int:
+        return ledger.failed_lookups_since(self.session, caller, since)
+
+    def record_failure(self, caller: str, at: datetime) -> None:
+        ledger.record_failed_lookup(self.session, caller, at)
+        self.session.flush()
+
+
+# --- signature --------------------------------------------------------------------------
+
+
+def signed_url() -> str:
+    """Return the URL Twilio signed: the public base when set, and the raw request URI."""
+    environ = request.environ
+    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    if not raw:
+        query = environ.get("QUERY_STRING", "")
+        raw = quote(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""))
+        raw += f"?{query}" if query else ""
+    base = hotline().public_url or request.host_url.rstrip("/")
+    return base + raw
+
+
+def _check_signature() -> Response | None:
+    validator = hotline().validator
+    if validator is None or not request.path.startswith("/voice"):
+        return None
+    signature = request.headers.get("X-Twilio-Signature", "")
+    if signature and validator.validate(signed_url(), request.form, signature):
+        return None
+    log.warning("refused a request to %s: missing or wrong X-Twilio-Signature", request.path)
+    return Response("Forbidden: bad or missing X-Twilio-Signature\n", 403, mimetype="text/plain")
+
+
+# --- webhooks ---------------------------------------------------------------------------
+
+
+def answer_call() -> Response:
+    """Answer a new call with the greeting and the main menu."""
+    settings = hotline().settings.for_number(request.form.get("To"))
+    with StepContext() as ctx:
+        reply = flow.start(settings.language, ctx)
+        return _twiml(reply, settings.language)
+
+
+def answer_step() -> Response:
+    """Answer the keys pressed at a Gather (or its silence)."""
+    call = flow.Call.from_query(request.args)
+    with StepContext() as ctx:
+        reply = flow.step(call, request.form.get("Digits"), ctx)
+        if reply.contract is not None:
+            log.info(
+                "call %s: contract %s -> %s",
+                request.form.get("CallSid", "?"),
+                mask(reply.contract),
+                reply.outcome.value,
+            )
+        return _twiml(reply, call.lang)
+
+
+def answer_fallback() -> Response:
+    """Apologise without touching the ledger (Twilio's fallback URL)."""
+    settings = hotline().settings.for_number(request.form.get("To"))
+    return _xml(twiml.apology(_prompts_or_none(settings.language)))
+
+
+def record_status() -> Response:
+    """Log the end of a call (Twilio's status callback)."""
+    form = request.form
+    log.info(
+        "call %s from %s ended: %s after %s s",
+        form.get("CallSid", "?"),
+        caller_id(form.get("From")),
+        form.get("CallStatus", "?"),
+        form.get("CallDuration", "?"),
+    )
+    return _xml(twiml.empty())
+
+
+def health() -> Response:
+    """Report whether the prompt files are good."""
+    faults = hotline().prompts.faults
+    body = {"status": "ok" if not faults else "degraded", "prompt_faults": faults}
+    return jsonify(body)
+
+
+class StepContext:
+    """Open a ledger session for one step and build the flow's context; commit at the end."""
+
+    def __enter__(self) -> flow.Context:
+        state = hotline()
+        self.session = Session(state.engine)
+        settings = state.settings.for_number(request.form.get("To"))
+        g.ivr_operator = settings.operator
+        return flow.Context(
+            caller=caller_id(request.form.get("From")),
+            now=datetime.now(UTC),
+            ledger=SessionLedger(self.session),
+            operator_available=settings.operator is not None,
+            limits=state.limits,
+        )
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        try:
+            if exc_type is None:
+                self.session.commit()
+        finally:
+            self.session.close()
+
+
+def _twiml(reply: flow.Reply, lang: str) -> Response:
+    state = hotline()
+    document = twiml.render(
+        reply,
+        lang,
+        prompts_for=state.prompts.get,
+        action_url=_action_url,
+        operator=g.get("ivr_operator"),
+    )
+    return _xml(document)
+
+
+def _action_url(call: flow.Call) -> str:
+    return "/voice/step?" + urlencode(call.to_query())
+
+
+def _xml(document: str) -> Response:
+    return Response(document, 200, mimetype=TWIML)
+
+
+def _prompts_or_none(language: str) -> PromptSet | None:
+    try:
+        return hotline().prompts.get(language)
+    except Exception:
+        log.exception("no prompts to apologise with")
+        return None
+
+
+def _apologise(error: Exception) -> Response | HTTPException:
+    """Turn any failure inside a webhook into the caller's apology, with HTTP 200."""
+    if isinstance(error, HTTPException):
+        return error
+    log.error("a webhook failed, the caller hears the apology: %s", _describe(error))
+    language = request.args.get("l") or hotline().settings.default.language
+    return _xml(twiml.apology(_prompts_or_none(language)))
+
+
+def _describe(error: Exception) -> str:
+    """Name an error without its message's details, which may hold caller input."""
+    return f"{type(error).__module__}.{type(error).__qualname__}"

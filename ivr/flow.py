@@ -1,0 +1,412 @@
+"""The call flow: states, keys, transitions and limits, declared once as data.
+
+Pure: a step takes the call's state, the digits the caller pressed, the moment and a
+ledger to ask; it returns what to say and where the call goes next. It knows neither
+Flask nor Twilio. Read `MENUS` and `PARENT` to draw the flow.
+
+    MAIN --1--> SUBSCRIBER --1--> BILLING --1--> CONTRACT --ok--> AFTER_BALANCE
+      ^9 toggles language   2: tariffs      2: payment ways    ^2 another contract
+    everywhere: * back to PARENT, 0 operator, silence/invalid key: prompt again (3 in all)
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Protocol
+
+from ivr.contract import CONTRACT_LENGTH, Verdict, verdict
+from ivr.errors import IvrError
+from ivr.money import amount_in_words, digits_in_words
+
+LANGUAGES = ("ru-RU", "en-US")
+BACK_KEY = "*"
+OPERATOR_KEY = "0"
+CONTRACT_FINISH_KEY = "#"
+
+
+class State(enum.Enum):
+    """Where a call is: each state is a prompt waiting for keys."""
+
+    MAIN = "main"
+    SUBSCRIBER = "subscriber"
+    BILLING = "billing"
+    CONTRACT = "contract"
+    AFTER_BALANCE = "after_balance"
+
+
+class Outcome(enum.Enum):
+    """How a step ended, for the call log."""
+
+    MENU = "menu"
+    BALANCE_TOLD = "balance_told"
+    WRONG_NUMBER = "wrong_number"
+    UNKNOWN_CONTRACT = "unknown_contract"
+    TOO_MANY_TRIES = "too_many_tries"
+    LOCKED_OUT = "locked_out"
+    NO_INPUT = "no_input"
+    INVALID_KEY = "invalid_key"
+    GAVE_UP = "gave_up"
+    OPERATOR = "operator"
+    NO_OPERATOR = "no_operator"
+    HUNG_UP = "hung_up"
+
+
+class BadCallState(IvrError):
+    """The per-call state carried in a webhook URL cannot be read."""
+
+
+# --- actions a key can trigger --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Go:
+    """Move to another menu."""
+
+    to: State
+
+
+@dataclass(frozen=True)
+class Inform:
+    """Say a phrase, then offer the same menu again."""
+
+    phrase: str
+
+
+@dataclass(frozen=True)
+class Special:
+    """An action with its own handling in `step`."""
+
+    name: str
+
+
+TOGGLE_LANGUAGE = Special("toggle_language")
+REPEAT_BALANCE = Special("repeat_balance")
+HANG_UP = Special("hang_up")
+Action = Go | Inform | Special
+
+
+@dataclass(frozen=True)
+class Menu:
+    """A prompt and the keys it answers besides the global `*` and `0`."""
+
+    prompt: str
+    keys: Mapping[str, Action]
+
+
+MENUS: Mapping[State, Menu] = {
+    State.MAIN: Menu(
+        "main_menu", {"1": Go(State.SUBSCRIBER), "9": TOGGLE_LANGUAGE}
+    ),
+    State.SUBSCRIBER: Menu(
+        "subscriber_menu", {"1": Go(State.BILLING), "2": Inform("tariffs_info")}
+    ),
+    State.BILLING: Menu(
+        "billing_menu", {"1": Go(State.CONTRACT), "2": Inform("payment_methods")}
+    ),
+    State.AFTER_BALANCE: Menu(
+        "after_balance_menu",
+        {"1": REPEAT_BALANCE, "2": Go(State.CONTRACT), "3": HANG_UP},
+    ),
+}
+# Contract entry is not a menu: it takes a whole number, see `_contract_entry`.
+CONTRACT_PROMPT = "enter_contract"
+PARENT: Mapping[State, State] = {
+    State.MAIN: State.MAIN,
+    State.SUBSCRIBER: State.MAIN,
+    State.BILLING: State.SUBSCRIBER,
+    State.CONTRACT: State.BILLING,
+    State.AFTER_BALANCE: State.BILLING,
+}
+INITIAL_STATE = State.MAIN
+
+# Every phrase the flow speaks, with the placeholders it fills in.
+PHRASES: Mapping[str, frozenset[str]] = {
+    "greeting": frozenset(),
+    "main_menu": frozenset(),
+    "subscriber_menu": frozenset(),
+    "billing_menu": frozenset(),
+    "tariffs_info": frozenset(),
+    "payment_methods": frozenset(),
+    "enter_contract": frozenset(),
+    "enter_contract_again": frozenset(),
+    "wrong_length": frozenset({"length"}),
+    "bad_check_digit": frozenset(),
+    "unknown_contract": frozenset(),
+    "balance_intro": frozenset({"contract"}),
+    "balance_positive": frozenset({"amount"}),
+    "balance_zero": frozenset(),
+    "balance_debt": frozenset({"amount"}),
+    "after_balance_menu": frozenset(),
+    "no_input": frozenset(),
+    "invalid_option": frozenset(),
+    "operator_connecting": frozenset(),
+    "no_operator": frozenset(),
+    "too_many_tries": frozenset(),
+    "locked_out": frozenset(),
+    "goodbye": frozenset(),
+    "apology": frozenset(),
+}
+
+
+def _check_table() -> None:
+    """Fail at import if the table is inconsistent: every state has a prompt and a way back."""
+    for state in State:
+        if state not in PARENT:
+            raise AssertionError(f"{state} has no parent for '*'")
+        if state is not State.CONTRACT and state not in MENUS:
+            raise AssertionError(f"{state} has no menu")
+    for menu in MENUS.values():
+        for key, action in menu.keys.items():
+            if key in (BACK_KEY, OPERATOR_KEY) or len(key) != 1 or key not in "0123456789":
+                raise AssertionError(f"{menu.prompt}: key {key!r} clashes or is not a digit")
+            if isinstance(action, Inform) and action.phrase not in PHRASES:
+                raise AssertionError(f"{menu.prompt}: unknown phrase {action.phrase}")
+        if menu.prompt not in PHRASES:
+            raise AssertionError(f"unknown prompt {menu.prompt}")
+
+
+_check_table()
+
+
+# --- what a step returns ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Line:
+    """One phrase to speak, with its placeholders' values."""
+
+    phrase: str
+    values: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Gather:
+    """How the next keys are collected."""
+
+    num_digits: int
+    finish_on_key: str
+    timeout_s: int
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The bounds a call runs within."""
+
+    prompts_per_menu: int = 3
+    contract_tries: int = 3
+    lockout_failures: int = 5
+    lockout_window: timedelta = timedelta(hours=1)
+    menu_timeout_s: int = 5
+    contract_timeout_s: int = 10
+
+
+@dataclass(frozen=True)
+class Call:
+    """The per-call state; it rides in the webhook URL between steps."""
+
+    state: State
+    lang: str
+    prompts: int = 1  # how many times the current prompt has been offered
+    contract_tries: int = 0
+    contract: str | None = None  # the contract last told, for "repeat"
+
+    def to_query(self) -> dict[str, str]:
+        """Encode as URL query parameters."""
+        query = {
+            "s": self.state.value,
+            "l": self.lang,
+            "p": str(self.prompts),
+            "k": str(self.contract_tries),
+        }
+        if self.contract is not None:
+            query["c"] = self.contract
+        return query
+
+    @classmethod
+    def from_query(cls, query: Mapping[str, str]) -> Call:
+        """Decode URL query parameters; raise BadCallState when they make no sense."""
+        try:
+            state = State(query["s"])
+            lang = query["l"]
+            prompts = int(query.get("p", "1"))
+            tries = int(query.get("k", "0"))
+        except (KeyError, ValueError) as exc:
+            raise BadCallState(f"cannot read the call state: {exc}") from None
+        contract = query.get("c")
+        if lang not in LANGUAGES or not 1 <= prompts <= 99 or not 0 <= tries <= 99:
+            raise BadCallState("the call state is out of range")
+        if contract is not None and verdict(contract) is not Verdict.VALID:
+            raise BadCallState("the call state holds a malformed contract")
+        return cls(state, lang, prompts, tries, contract)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What to say, and where the call goes: a Gather for `next`, a transfer, or a hangup."""
+
+    lines: tuple[Line, ...]
+    next: Call | None = None  # None: the call ends after the lines
+    prompt: tuple[Line, ...] = ()  # said inside the Gather, so keys barge in
+    gather: Gather | None = None
+    dial_operator: bool = False
+    outcome: Outcome = Outcome.MENU
+    contract: str | None = None  # the contract this step looked up, for the call log
+
+
+class Ledger(Protocol):
+    """What the flow asks of the ledger."""
+
+    def balance(self, contract: str, at: datetime) -> Decimal | None: ...
+
+    def failures_since(self, caller: str, since: datetime) -> int: ...
+
+    def record_failure(self, caller: str, at: datetime) -> None: ...
+
+
+@dataclass(frozen=True)
+class Context:
+    """Everything a step may consult besides the call state and the digits."""
+
+    caller: str
+    now: datetime
+    ledger: Ledger
+    operator_available: bool
+    limits: Limits = Limits()
+
+
+# --- the steps ----------------------------------------------------------------------------
+
+
+def start(lang: str, ctx: Context) -> Reply:
+    """Answer a new call: the greeting, then the main menu."""
+    return offer(Call(INITIAL_STATE, lang), ctx, before=(Line("greeting"),))
+
+
+def offer(call: Call, ctx: Context, before: tuple[Line, ...] = ()) -> Reply:
+    """Say `before`, then the prompt of the call's state inside a Gather."""
+    limits = ctx.limits
+    if call.state is State.CONTRACT:
+        phrase = "enter_contract_again" if call.contract_tries else CONTRACT_PROMPT
+        gather = Gather(CONTRACT_LENGTH, CONTRACT_FINISH_KEY, limits.contract_timeout_s)
+    else:
+        phrase = MENUS[call.state].prompt
+        gather = Gather(1, "", limits.menu_timeout_s)
+    return Reply(lines=before, next=call, prompt=(Line(phrase),), gather=gather)
+
+
+def step(call: Call, digits: str | None, ctx: Context) -> Reply:
+    """Answer the keys pressed at the call's current prompt (None or "" means silence)."""
+    if not digits:
+        return _again(call, ctx, Line("no_input"), Outcome.NO_INPUT)
+    if BACK_KEY in digits:
+        return offer(_enter(call, PARENT[call.state]), ctx)
+    if digits == OPERATOR_KEY:
+        return _operator(call, ctx)
+    if call.state is State.CONTRACT:
+        return _contract_entry(call, digits, ctx)
+    action = MENUS[call.state].keys.get(digits)
+    if action is None:
+        return _again(call, ctx, Line("invalid_option"), Outcome.INVALID_KEY)
+    return _act(call, action, ctx)
+
+
+def _act(call: Call, action: Action, ctx: Context) -> Reply:
+    if isinstance(action, Go):
+        if action.to is State.CONTRACT and _locked_out(ctx):
+            return _hang_up(Line("locked_out"), Outcome.LOCKED_OUT)
+        return offer(_enter(call, action.to), ctx)
+    if isinstance(action, Inform):
+        return offer(replace(call, prompts=1), ctx, before=(Line(action.phrase),))
+    if action is TOGGLE_LANGUAGE:
+        other = LANGUAGES[(LANGUAGES.index(call.lang) + 1) % len(LANGUAGES)]
+        return offer(replace(_enter(call, State.MAIN), lang=other), ctx)
+    if action is REPEAT_BALANCE and call.contract is not None:
+        return _tell_balance(call, call.contract, ctx)
+    if action is HANG_UP:
+        return _hang_up(Line("goodbye"), Outcome.HUNG_UP)
+    return _again(call, ctx, Line("invalid_option"), Outcome.INVALID_KEY)
+
+
+def _enter(call: Call, state: State) -> Call:
+    """Move to `state` with a fresh prompt count; the call's contract tries carry on."""
+    return replace(call, state=state, prompts=1)
+
+
+def _again(call: Call, ctx: Context, why: Line, outcome: Outcome) -> Reply:
+    """Offer the same prompt again after `why`, unless it has been offered enough times."""
+    if call.prompts >= ctx.limits.prompts_per_menu:
+        return _hang_up(Line("goodbye"), Outcome.GAVE_UP)
+    reply = offer(replace(call, prompts=call.prompts + 1), ctx, before=(why,))
+    return replace(reply, outcome=outcome)
+
+
+def _operator(call: Call, ctx: Context) -> Reply:
+    if ctx.operator_available:
+        return Reply(
+            lines=(Line("operator_connecting"),), dial_operator=True, outcome=Outcome.OPERATOR
+        )
+    reply = offer(replace(call, prompts=1), ctx, before=(Line("no_operator"),))
+    return replace(reply, outcome=Outcome.NO_OPERATOR)
+
+
+def _hang_up(line: Line, outcome: Outcome) -> Reply:
+    return Reply(lines=(line,), outcome=outcome)
+
+
+def _contract_entry(call: Call, digits: str, ctx: Context) -> Reply:
+    """Check the keyed-in number, then look it up; a wrong one costs one of the call's tries."""
+    if _locked_out(ctx):
+        return _hang_up(Line("locked_out"), Outcome.LOCKED_OUT)
+    found = verdict(digits)
+    if found is Verdict.WRONG_LENGTH:
+        why = Line("wrong_length", {"length": str(CONTRACT_LENGTH)})
+        return _failed(call, ctx, why, digits, Outcome.WRONG_NUMBER)
+    if found is Verdict.BAD_CHECK_DIGIT:
+        ctx.ledger.record_failure(ctx.caller, ctx.now)
+        return _failed(call, ctx, Line("bad_check_digit"), digits, Outcome.WRONG_NUMBER)
+    if ctx.ledger.balance(digits, ctx.now) is None:
+        ctx.ledger.record_failure(ctx.caller, ctx.now)
+        return _failed(call, ctx, Line("unknown_contract"), digits, Outcome.UNKNOWN_CONTRACT)
+    return _tell_balance(call, digits, ctx)
+
+
+def _failed(call: Call, ctx: Context, why: Line, digits: str, outcome: Outcome) -> Reply:
+    """Tell the caller why the number failed; end the call when tries or lockout run out."""
+    tries = call.contract_tries + 1
+    if tries >= ctx.limits.contract_tries:
+        return Reply((why, Line("too_many_tries")), outcome=Outcome.TOO_MANY_TRIES, contract=digits)
+    if _locked_out(ctx):
+        return Reply((why, Line("locked_out")), outcome=Outcome.LOCKED_OUT, contract=digits)
+    retry = replace(call, state=State.CONTRACT, prompts=1, contract_tries=tries)
+    return replace(offer(retry, ctx, before=(why,)), outcome=outcome, contract=digits)
+
+
+def _locked_out(ctx: Context) -> bool:
+    since = ctx.now - ctx.limits.lockout_window
+    return ctx.ledger.failures_since(ctx.caller, since) >= ctx.limits.lockout_failures
+
+
+def _tell_balance(call: Call, contract: str, ctx: Context) -> Reply:
+    amount = ctx.ledger.balance(contract, ctx.now)
+    if amount is None:  # the account vanished between two steps of the call
+        return _failed(call, ctx, Line("unknown_contract"), contract, Outcome.UNKNOWN_CONTRACT)
+    lines = (
+        Line("balance_intro", {"contract": digits_in_words(contract, call.lang)}),
+        balance_line(amount, call.lang),
+    )
+    after = Call(State.AFTER_BALANCE, call.lang, 1, call.contract_tries, contract)
+    reply = offer(after, ctx, before=lines)
+    return replace(reply, outcome=Outcome.BALANCE_TOLD, contract=contract)
+
+
+def balance_line(amount: Decimal, lang: str) -> Line:
+    """Choose how a balance is said: money on the account, nothing, or a debt."""
+    if amount > 0:
+        return Line("balance_positive", {"amount": amount_in_words(amount, lang)})
+    if amount < 0:
+        return Line("balance_debt", {"amount": amount_in_words(-amount, lang)})
+    return Line("balance_zero")

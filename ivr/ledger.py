@@ -1,0 +1,386 @@
+"""The ledger shared with billing: models, the balance query, lockout counts, CSV import.
+
+Only this module knows SQL. Query functions take a `Session` and never commit; whoever
+opened the session commits.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    Engine,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    create_engine,
+    event,
+    func,
+    inspect,
+    select,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from ivr.contract import CONTRACT_LENGTH, is_valid
+from ivr.errors import ImportFileError
+
+KINDS = ("payment", "charge", "adjustment", "promised_payment")
+CSV_HEADER = ("contract", "posted_at", "amount", "kind", "memo")
+KOPECK = Decimal("0.01")
+# Statement and connection bounds, so a hung database becomes the caller's apology
+# well inside Twilio's 15-second webhook timeout.
+QUERY_TIMEOUT_MS = 2500
+CONNECT_TIMEOUT_S = 2
+BATCH_ROWS = 10_000
+
+
+class Money(TypeDecorator[Decimal]):
+    """Exact rubles: NUMERIC(12, 2) where the database has it, integer kopecks on SQLite.
+
+    SQLite has no decimal type and would keep 123.45 as a float, so its column holds
+    kopecks; Python always sees a `Decimal` quantized to kopecks.
+    """
+
+    impl = Numeric(12, 2)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(BigInteger())
+        return dialect.type_descriptor(Numeric(12, 2, asdecimal=True))
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if dialect.name == "sqlite":
+            return int(value.scaleb(2).to_integral_exact())
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        if dialect.name == "sqlite":
+            return Decimal(int(value)).scaleb(-2).quantize(KOPECK)
+        return Decimal(value).quantize(KOPECK)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """An aware timestamp stored as UTC, so SQLite compares it correctly as text."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("ledger timestamps must carry a UTC offset")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Account(Base):
+    """A subscriber's contract; created on the first entry billing posts for it."""
+
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contract: Mapped[str] = mapped_column(String(CONTRACT_LENGTH), unique=True)
+
+
+class Entry(Base):
+    """One posting to an account: a payment (+), a charge (-), an adjustment, ..."""
+
+    __tablename__ = "entries"
+    __table_args__ = (
+        # Covers the balance query (account, time bound, sum of amounts) from the index
+        # alone, so a lookup costs the same at a thousand or a million accounts.
+        Index("ix_entries_account_posted_amount", "account_id", "posted_at", "amount"),
+        CheckConstraint(f"kind IN ({', '.join(repr(k) for k in KINDS)})", name="ck_entry_kind"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True
+    )
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    posted_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    amount: Mapped[Decimal] = mapped_column(Money())
+    kind: Mapped[str] = mapped_column(String(20))
+    memo: Mapped[str] = mapped_column(Text(), default="")
+    # A digest of the row's content: importing the same file twice adds nothing.
+    # Entries billing posts by other means may leave it empty.
+    entry_key: Mapped[str | None] = mapped_column(String(64), unique=True)
+
+
+class FailedLookup(Base):
+    """A caller's failed contract entry, counted across calls and processes for lockout."""
+
+    __tablename__ = "failed_lookups"
+    __table_args__ = (Index("ix_failed_lookups_caller_at", "caller", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    caller: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+# --- engine -------------------------------------------------------------------------
+
+
+def make_engine(url: str) -> Engine:
+    """Create an engine with bounded connect and statement times for this dialect."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": QUERY_TIMEOUT_MS / 1000})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    connect_args: dict[str, Any] = {}
+    if url.startswith("postgresql"):
+        connect_args = {
+            "connect_timeout": CONNECT_TIMEOUT_S,
+            "options": f"-c statement_timeout={QUERY_TIMEOUT_MS}",
+        }
+    return create_engine(url, connect_args=connect_args, pool_pre_ping=True)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets billing append while calls read; the busy timeout bounds a lock wait.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={QUERY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def create_schema(engine: Engine) -> None:
+    """Create the ledger's tables and indexes where they are missing."""
+    Base.metadata.create_all(engine)
+
+
+def has_schema(engine: Engine) -> bool:
+    """Return True when the ledger's tables exist."""
+    return inspect(engine).has_table(Entry.__tablename__)
+
+
+# --- queries ------------------------------------------------------------------------
+
+
+def balance(session: Session, contract: str, at: datetime) -> Decimal | None:
+    """Return the contract's balance as of `at`, or None when there is no such contract."""
+    account_id = session.scalar(select(Account.id).where(Account.contract == contract))
+    if account_id is None:
+        return None
+    total = session.scalar(
+        select(func.coalesce(func.sum(Entry.amount), 0).label("total")).where(
+            Entry.account_id == account_id, Entry.posted_at <= at
+        )
+    )
+    return _as_money(total)
+
+
+def _as_money(total: Any) -> Decimal:
+    """Turn a SUM the driver returned (kopecks on SQLite, numeric elsewhere) into rubles."""
+    # SUM over a decorated column loses the decorator on some dialects; normalise here.
+    if isinstance(total, int):
+        return Decimal(total).scaleb(-2).quantize(KOPECK)
+    return Decimal(total).quantize(KOPECK)
+
+
+def record_failed_lookup(session: Session, caller: str, at: datetime) -> None:
+    """Count one failed contract entry against a caller."""
+    session.add(FailedLookup(caller=caller, at=at))
+
+
+def failed_lookups_since(session: Session, caller: str, since: datetime) -> int:
+    """Return how many failed contract entries a caller made at or after `since`."""
+    count = session.scalar(
+        select(func.count())
+        .select_from(FailedLookup)
+        .where(FailedLookup.caller == caller, FailedLookup.at >= since)
+    )
+    return int(count or 0)
+
+
+# --- CSV import ---------------------------------------------------------------------
+
+_AMOUNT = re.compile(r"^[+-]?\d{1,10}(\.\d{1,2})?$")
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    """One validated CSV row."""
+
+    contract: str
+    posted_at: datetime
+    amount: Decimal
+    kind: str
+    memo: str
+
+    @property
+    def key(self) -> str:
+        """Identify the row by its content, so a re-import recognises it."""
+        text = "|".join(
+            (self.contract, self.posted_at.isoformat(), str(self.amount), self.kind, self.memo)
+        )
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    """What an import did."""
+
+    rows: int
+    added: int
+    accounts_added: int
+
+    @property
+    def already_present(self) -> int:
+        return self.rows - self.added
+
+
+def parse_row(fields: dict[str, str | None]) -> LedgerRow:
+    """Validate one CSV row; raise ValueError saying what is wrong with it."""
+    contract = (fields.get("contract") or "").strip()
+    if not is_valid(contract):
+        raise ValueError(
+            f"contract {contract!r} is not {CONTRACT_LENGTH} digits with a valid check digit"
+        )
+    raw_time = (fields.get("posted_at") or "").strip()
+    try:
+        posted_at = datetime.fromisoformat(raw_time)
+    except ValueError:
+        raise ValueError(f"posted_at {raw_time!r} is not an ISO 8601 timestamp") from None
+    if posted_at.tzinfo is None:
+        raise ValueError(f"posted_at {raw_time!r} has no UTC offset (add +00:00 or Z)")
+    raw_amount = (fields.get("amount") or "").strip()
+    if not _AMOUNT.match(raw_amount):
+        raise ValueError(f"amount {raw_amount!r} is not a signed decimal with at most 2 decimals")
+    try:
+        amount = Decimal(raw_amount).quantize(KOPECK)
+    except InvalidOperation:
+        raise ValueError(f"amount {raw_amount!r} is not a number") from None
+    kind = (fields.get("kind") or "").strip()
+    if kind not in KINDS:
+        raise ValueError(f"kind {kind!r} is not one of {', '.join(KINDS)}")
+    memo = fields.get("memo") or ""
+    return LedgerRow(contract, posted_at.astimezone(UTC), amount, kind, memo)
+
+
+def read_csv(path: Path) -> Iterator[tuple[int, LedgerRow]]:
+    """Yield (line number, row) for every data row; raise ImportFileError on the first bad one."""
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        header = tuple(reader.fieldnames or ())
+        if header != CSV_HEADER:
+            raise ImportFileError(
+                f"{path}:1: the header must be {','.join(CSV_HEADER)}, got {','.join(header)}"
+            )
+        for fields in reader:
+            line = reader.line_num
+            if None in fields or any(value is None for value in fields.values()):
+                raise ImportFileError(
+                    f"{path}:{line}: expected {len(CSV_HEADER)} fields, got another number"
+                )
+            try:
+                yield line, parse_row(fields)
+            except ValueError as exc:
+                raise ImportFileError(f"{path}:{line}: {exc}") from None
+
+
+def import_csv(
+    engine: Engine, path: Path, progress: Callable[[int, int], None] | None = None
+) -> ImportReport:
+    """Load a ledger CSV in bulk, all or nothing; rows already in the ledger are skipped.
+
+    The file is read twice: once to validate every row (so a bad row imports nothing),
+    then to insert in batches inside a single transaction. `progress(done, total)`
+    is called after every batch.
+    """
+    contracts: set[str] = set()
+    total = 0
+    for _line, row in read_csv(path):
+        contracts.add(row.contract)
+        total += 1
+
+    with Session(engine) as session, session.begin():
+        accounts_before = _count(session, Account)
+        entries_before = _count(session, Entry)
+        account_ids = _ensure_accounts(session, contracts)
+        done = 0
+        batch: list[dict[str, Any]] = []
+        for _line, row in read_csv(path):
+            batch.append(
+                {
+                    "account_id": account_ids[row.contract],
+                    "posted_at": row.posted_at,
+                    "amount": row.amount,
+                    "kind": row.kind,
+                    "memo": row.memo,
+                    "entry_key": row.key,
+                }
+            )
+            if len(batch) >= BATCH_ROWS or done + len(batch) == total:
+                session.execute(_insert_ignoring_duplicates(session, Entry, "entry_key"), batch)
+                done += len(batch)
+                batch.clear()
+                if progress:
+                    progress(done, total)
+        return ImportReport(
+            rows=total,
+            added=_count(session, Entry) - entries_before,
+            accounts_added=_count(session, Account) - accounts_before,
+        )
+
+
+def _count(session: Session, model: type[Base]) -> int:
+    return int(session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+def _ensure_accounts(session: Session, contracts: set[str]) -> dict[str, int]:
+    """Create the accounts not yet known; return every contract's account id."""
+    wanted = sorted(contracts)
+    insert_new = _insert_ignoring_duplicates(session, Account, "contract")
+    ids: dict[str, int] = {}
+    for start in range(0, len(wanted), BATCH_ROWS):
+        chunk = wanted[start : start + BATCH_ROWS]
+        session.execute(insert_new, [{"contract": c} for c in chunk])
+        rows = session.execute(
+            select(Account.contract, Account.id).where(Account.contract.in_(chunk))
+        )
+        ids.update({contract: account_id for contract, account_id in rows})
+    return ids
+
+
+def _insert_ignoring_duplicates(session: Session, model: type[Base], unique: str) -> Any:
+    """Build an INSERT that skips rows whose `unique` column is already taken."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(model).on_conflict_do_nothing(index_elements=[unique])
+    if dialect == "sqlite":
+        return sqlite.insert(model).on_conflict_do_nothing(index_elements=[unique])
+    raise NotImplementedError(f"bulk import supports SQLite and PostgreSQL, not {dialect}")

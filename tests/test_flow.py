@@ -1,0 +1,279 @@
+"""The call flow as a table, walked without Flask, Twilio or a database."""
+
+from __future__ import annotations
+
+import tomllib
+from collections import deque
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from ivr import flow
+from ivr.flow import Call, Context, Outcome, State
+from ivr.prompts import placeholders
+
+NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+PROMPT_FILES = sorted((Path(__file__).resolve().parent.parent / "prompts").glob("*.toml"))
+
+
+@dataclass
+class FakeLedger:
+    balances: dict[str, Decimal] = field(default_factory=dict)
+    failures: list[tuple[str, datetime]] = field(default_factory=list)
+
+    def balance(self, contract: str, at: datetime) -> Decimal | None:
+        return self.balances.get(contract)
+
+    def failures_since(self, caller: str, since: datetime) -> int:
+        return sum(1 for who, at in self.failures if who == caller and at >= since)
+
+    def record_failure(self, caller: str, at: datetime) -> None:
+        self.failures.append((caller, at))
+
+
+def context(ledger: FakeLedger | None = None, operator: bool = True) -> Context:
+    return Context(
+        caller="+73422000001",
+        now=NOW,
+        ledger=ledger or FakeLedger({"590000000018": Decimal("1234.56")}),
+        operator_available=operator,
+    )
+
+
+def at(state: State, **changes: object) -> Call:
+    return replace(Call(state, "ru-RU"), **changes)  # type: ignore[arg-type]
+
+
+# --- the table itself ---------------------------------------------------------------------
+
+
+def test_one_initial_state_and_every_state_reachable() -> None:
+    seen = {flow.INITIAL_STATE}
+    queue = deque([flow.INITIAL_STATE])
+    ctx = context()
+    while queue:
+        state = queue.popleft()
+        for key in [*"0123456789*", "590000000018"]:
+            reply = flow.step(Call(state, "ru-RU"), key, ctx)
+            if reply.next is not None and reply.next.state not in seen:
+                seen.add(reply.next.state)
+                queue.append(reply.next.state)
+    assert seen == set(State)
+
+
+def test_every_state_has_a_way_back() -> None:
+    for state in State:
+        reply = flow.step(Call(state, "ru-RU"), "*", context())
+        assert reply.next is not None
+        assert reply.next.state is flow.PARENT[state]
+
+
+@pytest.mark.parametrize("path", PROMPT_FILES, ids=lambda p: p.name)
+def test_every_phrase_the_flow_uses_is_in_every_prompt_file(path: Path) -> None:
+    phrases = tomllib.loads(path.read_text(encoding="utf-8"))["phrases"]
+    for name, allowed in flow.PHRASES.items():
+        assert name in phrases, f"{path.name} lacks {name}"
+        assert placeholders(phrases[name]) <= allowed, f"{path.name}: {name}"
+
+
+def test_prompt_files_cover_every_language() -> None:
+    languages = {tomllib.loads(p.read_text(encoding="utf-8"))["language"] for p in PROMPT_FILES}
+    assert languages == set(flow.LANGUAGES)
+
+
+def test_every_phrase_a_step_speaks_is_declared() -> None:
+    spoken: set[str] = set()
+    ctx = context()
+    for state in State:
+        for key in [None, *"0123456789*#", "590000000018", "590000000017", "590000000075"]:
+            for prompts in (1, 3):
+                reply = flow.step(at(state, prompts=prompts, contract="590000000018"), key, ctx)
+                spoken.update(line.phrase for line in (*reply.lines, *reply.prompt))
+    assert spoken <= set(flow.PHRASES)
+    assert {"balance_positive", "invalid_option", "no_input", "goodbye"} <= spoken
+
+
+# --- state x key -> next state --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("state", "key", "next_state"),
+    [
+        (State.MAIN, "1", State.SUBSCRIBER),
+        (State.MAIN, "9", State.MAIN),
+        (State.MAIN, "*", State.MAIN),
+        (State.SUBSCRIBER, "1", State.BILLING),
+        (State.SUBSCRIBER, "2", State.SUBSCRIBER),
+        (State.SUBSCRIBER, "*", State.MAIN),
+        (State.BILLING, "1", State.CONTRACT),
+        (State.BILLING, "2", State.BILLING),
+        (State.BILLING, "*", State.SUBSCRIBER),
+        (State.CONTRACT, "590000000018", State.AFTER_BALANCE),
+        (State.CONTRACT, "590000000017", State.CONTRACT),
+        (State.CONTRACT, "*", State.BILLING),
+        (State.CONTRACT, "5900*", State.BILLING),
+        (State.AFTER_BALANCE, "1", State.AFTER_BALANCE),
+        (State.AFTER_BALANCE, "2", State.CONTRACT),
+        (State.AFTER_BALANCE, "*", State.BILLING),
+        (State.AFTER_BALANCE, "7", State.AFTER_BALANCE),
+    ],
+)
+def test_state_key_next_state(state: State, key: str, next_state: State) -> None:
+    reply = flow.step(at(state, contract="590000000018"), key, context())
+    assert reply.next is not None
+    assert reply.next.state is next_state
+
+
+@pytest.mark.parametrize("state", list(State))
+def test_zero_dials_the_operator_everywhere(state: State) -> None:
+    reply = flow.step(Call(state, "ru-RU"), "0", context())
+    assert reply.dial_operator
+    assert reply.next is None
+    assert reply.outcome is Outcome.OPERATOR
+
+
+def test_zero_without_operator_stays_in_the_menu() -> None:
+    reply = flow.step(Call(State.BILLING, "ru-RU"), "0", context(operator=False))
+    assert not reply.dial_operator
+    assert reply.lines[0].phrase == "no_operator"
+    assert reply.next == Call(State.BILLING, "ru-RU")
+
+
+def test_nine_toggles_the_language() -> None:
+    english = flow.step(Call(State.MAIN, "ru-RU"), "9", context())
+    assert english.next == Call(State.MAIN, "en-US")
+    russian = flow.step(Call(State.MAIN, "en-US"), "9", context())
+    assert russian.next == Call(State.MAIN, "ru-RU")
+
+
+def test_nine_is_not_an_option_below_the_main_menu() -> None:
+    reply = flow.step(Call(State.SUBSCRIBER, "ru-RU"), "9", context())
+    assert reply.lines[0].phrase == "invalid_option"
+    assert reply.next is not None
+    assert reply.next.lang == "ru-RU"
+
+
+# --- limits -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("digits", [None, "", "7"])
+def test_third_prompt_without_an_answer_ends_the_call(digits: str | None) -> None:
+    first = flow.step(Call(State.MAIN, "ru-RU"), digits, context())
+    assert first.next == Call(State.MAIN, "ru-RU", prompts=2)
+    second = flow.step(first.next, digits, context())
+    assert second.next is not None and second.next.prompts == 3
+    third = flow.step(second.next, digits, context())
+    assert third.next is None
+    assert [line.phrase for line in third.lines] == ["goodbye"]
+    assert third.outcome is Outcome.GAVE_UP
+
+
+def test_moving_on_resets_the_prompt_count() -> None:
+    reply = flow.step(Call(State.MAIN, "ru-RU", prompts=3), "1", context())
+    assert reply.next == Call(State.SUBSCRIBER, "ru-RU", prompts=1)
+
+
+@pytest.mark.parametrize(
+    ("digits", "phrase", "outcome"),
+    [
+        ("5900", "wrong_length", Outcome.WRONG_NUMBER),
+        ("5900000000181", "wrong_length", Outcome.WRONG_NUMBER),
+        ("590000000017", "bad_check_digit", Outcome.WRONG_NUMBER),
+        ("590000000075", "unknown_contract", Outcome.UNKNOWN_CONTRACT),
+    ],
+)
+def test_wrong_numbers_are_told_apart(digits: str, phrase: str, outcome: Outcome) -> None:
+    reply = flow.step(Call(State.CONTRACT, "ru-RU"), digits, context())
+    assert reply.lines[0].phrase == phrase
+    assert reply.prompt[0].phrase == "enter_contract_again"
+    assert reply.outcome is outcome
+    assert reply.next == Call(State.CONTRACT, "ru-RU", contract_tries=1)
+
+
+def test_three_wrong_numbers_end_the_call() -> None:
+    call: Call | None = Call(State.CONTRACT, "ru-RU")
+    replies = []
+    for digits in ("590000000017", "590000000075", "1"):
+        assert call is not None
+        reply = flow.step(call, digits, context())
+        replies.append(reply)
+        call = reply.next
+    assert call is None
+    assert [line.phrase for line in replies[-1].lines] == ["wrong_length", "too_many_tries"]
+    assert replies[-1].outcome is Outcome.TOO_MANY_TRIES
+
+
+def test_only_guesses_count_towards_lockout() -> None:
+    ledger = FakeLedger({"590000000018": Decimal("1")})
+    ctx = context(ledger)
+    flow.step(Call(State.CONTRACT, "ru-RU"), "5900", ctx)
+    flow.step(Call(State.CONTRACT, "ru-RU"), "590000000018", ctx)
+    assert ledger.failures == []
+    flow.step(Call(State.CONTRACT, "ru-RU"), "590000000017", ctx)
+    flow.step(Call(State.CONTRACT, "ru-RU"), "590000000075", ctx)
+    assert ledger.failures == [("+73422000001", NOW)] * 2
+
+
+def test_locked_out_caller_cannot_reach_contract_entry() -> None:
+    ledger = FakeLedger(failures=[("+73422000001", NOW - timedelta(minutes=5))] * 5)
+    reply = flow.step(Call(State.BILLING, "ru-RU"), "1", context(ledger))
+    assert reply.next is None
+    assert [line.phrase for line in reply.lines] == ["locked_out"]
+
+
+def test_lockout_expires_after_the_window() -> None:
+    ledger = FakeLedger(failures=[("+73422000001", NOW - timedelta(minutes=61))] * 5)
+    reply = flow.step(Call(State.BILLING, "ru-RU"), "1", context(ledger))
+    assert reply.next is not None and reply.next.state is State.CONTRACT
+
+
+# --- balance words -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("amount", "phrase", "words"),
+    [
+        (Decimal("123.45"), "balance_positive", "сто двадцать три рубля сорок пять копеек"),
+        (Decimal("-21.01"), "balance_debt", "двадцать один рубль одна копейка"),
+        (Decimal("0.00"), "balance_zero", None),
+    ],
+)
+def test_balance_line(amount: Decimal, phrase: str, words: str | None) -> None:
+    line = flow.balance_line(amount, "ru-RU")
+    assert line.phrase == phrase
+    assert line.values.get("amount") == words
+
+
+def test_repeat_reads_the_balance_again_as_of_now() -> None:
+    ledger = FakeLedger({"590000000018": Decimal("5")})
+    call = Call(State.AFTER_BALANCE, "ru-RU", contract="590000000018")
+    ledger.balances["590000000018"] = Decimal("6")
+    reply = flow.step(call, "1", context(ledger))
+    assert reply.lines[1].values["amount"] == "шесть рублей"
+
+
+# --- the state in the URL -----------------------------------------------------------------
+
+
+def test_call_state_round_trips_through_the_query() -> None:
+    call = Call(State.AFTER_BALANCE, "en-US", prompts=2, contract_tries=1, contract="590000000018")
+    assert Call.from_query(call.to_query()) == call
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {},
+        {"s": "nowhere", "l": "ru-RU"},
+        {"s": "main", "l": "de-DE"},
+        {"s": "main", "l": "ru-RU", "p": "x"},
+        {"s": "main", "l": "ru-RU", "p": "0"},
+        {"s": "after_balance", "l": "ru-RU", "c": "590000000017"},
+    ],
+)
+def test_garbled_query_is_refused(query: dict[str, str]) -> None:
+    with pytest.raises(flow.BadCallState):
+        Call.from_query(query)

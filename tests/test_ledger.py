@@ -1,0 +1,182 @@
+"""The ledger: exact money, balance as of a moment, all-or-nothing idempotent import."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+
+from ivr import ledger
+from ivr.contract import with_check_digit
+from ivr.errors import ImportFileError
+from tests.conftest import DEMO_CSV, database_url, fresh_schema
+
+HEADER = "contract,posted_at,amount,kind,memo\n"
+NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    engine = ledger.make_engine(database_url(tmp_path))
+    fresh_schema(engine)
+    yield engine
+    engine.dispose()
+
+
+def write_csv(tmp_path: Path, rows: str, name: str = "entries.csv") -> Path:
+    path = tmp_path / name
+    path.write_text(HEADER + rows, encoding="utf-8")
+    return path
+
+
+def balance(engine: Engine, contract: str, at: datetime = NOW) -> Decimal | None:
+    with Session(engine) as session:
+        return ledger.balance(session, contract, at)
+
+
+def entry_count(engine: Engine) -> int:
+    with Session(engine) as session:
+        return int(session.scalar(select(func.count()).select_from(ledger.Entry)) or 0)
+
+
+def test_demo_import_and_balances(engine: Engine) -> None:
+    report = ledger.import_csv(engine, DEMO_CSV)
+    assert (report.rows, report.added, report.accounts_added) == (12, 12, 6)
+    assert balance(engine, "590000000018") == Decimal("1234.56")
+    assert balance(engine, "590000000034") == Decimal("-350.75")
+    assert balance(engine, "590000000026") == Decimal("0.00")
+    assert balance(engine, "590000000075") is None
+
+
+def test_importing_the_same_file_twice_does_not_double_it(engine: Engine) -> None:
+    ledger.import_csv(engine, DEMO_CSV)
+    again = ledger.import_csv(engine, DEMO_CSV)
+    assert (again.rows, again.added, again.already_present) == (12, 0, 12)
+    assert entry_count(engine) == 12
+    assert balance(engine, "590000000018") == Decimal("1234.56")
+
+
+def test_overlapping_file_adds_only_new_rows(engine: Engine, tmp_path: Path) -> None:
+    first = write_csv(tmp_path, "590000000018,2026-11-01T00:00:00Z,10.00,payment,\n", "a.csv")
+    both = write_csv(
+        tmp_path,
+        "590000000018,2026-11-01T00:00:00Z,10.00,payment,\n"
+        "590000000018,2026-11-02T00:00:00Z,5.50,payment,\n",
+        "b.csv",
+    )
+    ledger.import_csv(engine, first)
+    assert ledger.import_csv(engine, both).added == 1
+    assert balance(engine, "590000000018") == Decimal("15.50")
+
+
+@pytest.mark.parametrize(
+    ("bad_row", "reason"),
+    [
+        ("590000000017,2026-11-01T00:00:00Z,1.00,payment,", "check digit"),
+        ("59000000001,2026-11-01T00:00:00Z,1.00,payment,", "check digit"),
+        ("590000000018,2026-11-01T00:00:00,1.00,payment,", "no UTC offset"),
+        ("590000000018,yesterday,1.00,payment,", "ISO 8601"),
+        ("590000000018,2026-11-01T00:00:00Z,1.001,payment,", "at most 2 decimals"),
+        ("590000000018,2026-11-01T00:00:00Z,1e3,payment,", "at most 2 decimals"),
+        ("590000000018,2026-11-01T00:00:00Z,,payment,", "at most 2 decimals"),
+        ("590000000018,2026-11-01T00:00:00Z,1.00,gift,", "kind 'gift'"),
+        ("590000000018,2026-11-01T00:00:00Z,1.00", "fields"),
+        ("590000000018,2026-11-01T00:00:00Z,1.00,payment,memo,extra", "fields"),
+    ],
+)
+def test_bad_row_names_its_line_and_imports_nothing(
+    engine: Engine, tmp_path: Path, bad_row: str, reason: str
+) -> None:
+    good = "590000000026,2026-11-01T00:00:00Z,100.00,payment,first\n"
+    path = write_csv(tmp_path, good + good.replace("first", "second") + bad_row + "\n")
+    with pytest.raises(ImportFileError) as caught:
+        ledger.import_csv(engine, path)
+    assert f"{path}:4:" in str(caught.value)
+    assert reason in str(caught.value)
+    assert entry_count(engine) == 0
+    assert balance(engine, "590000000026") is None
+
+
+def test_wrong_header_is_refused(engine: Engine, tmp_path: Path) -> None:
+    path = tmp_path / "x.csv"
+    path.write_text("contract,when,amount\n590000000018,2026-11-01T00:00:00Z,1\n", encoding="utf-8")
+    with pytest.raises(ImportFileError, match=":1: the header must be"):
+        ledger.import_csv(engine, path)
+
+
+def test_balance_counts_entries_at_or_before_the_moment(engine: Engine, tmp_path: Path) -> None:
+    path = write_csv(
+        tmp_path,
+        "590000000018,2026-11-30T17:00:00+05:00,100.00,payment,\n"  # 12:00 UTC
+        "590000000018,2026-12-01T00:00:00+05:00,-650.00,charge,next month\n",
+    )
+    ledger.import_csv(engine, path)
+    assert balance(engine, "590000000018", NOW - timedelta(seconds=1)) == Decimal("0.00")
+    assert balance(engine, "590000000018", NOW) == Decimal("100.00")
+    next_month = datetime(2026, 11, 30, 19, 0, tzinfo=UTC)
+    assert balance(engine, "590000000018", next_month - timedelta(microseconds=1)) == Decimal(
+        "100.00"
+    )
+    assert balance(engine, "590000000018", next_month) == Decimal("-550.00")
+
+
+def test_money_is_exact_over_many_kopecks(engine: Engine, tmp_path: Path) -> None:
+    rows = "".join(
+        f"590000000018,2026-11-01T00:{minute:02d}:{second:02d}Z,0.10,payment,\n"
+        for minute in range(10)
+        for second in range(30)
+    )
+    rows += "590000000018,2026-11-02T00:00:00Z,-0.01,charge,\n"
+    ledger.import_csv(engine, write_csv(tmp_path, rows))
+    total = balance(engine, "590000000018")
+    assert total == Decimal("29.99")
+    assert isinstance(total, Decimal)
+    assert str(total) == "29.99"
+
+
+def test_largest_amounts_survive_the_round_trip(engine: Engine, tmp_path: Path) -> None:
+    rows = "590000000018,2026-11-01T00:00:00Z,9999999999.99,adjustment,\n"
+    rows += "590000000026,2026-11-01T00:00:00Z,-9999999999.99,adjustment,\n"
+    ledger.import_csv(engine, write_csv(tmp_path, rows))
+    assert balance(engine, "590000000018") == Decimal("9999999999.99")
+    assert balance(engine, "590000000026") == Decimal("-9999999999.99")
+
+
+def test_big_file_imports_in_batches_with_progress(engine: Engine, tmp_path: Path) -> None:
+    count = ledger.BATCH_ROWS * 2 + 345
+    rows = "".join(
+        f"{with_check_digit(f'{59_000_000_000 + n % 1000:011d}')},"
+        f"2026-11-01T00:00:00Z,{n % 7}.{n % 100:02d},payment,row {n}\n"
+        for n in range(count)
+    )
+    seen: list[tuple[int, int]] = []
+    report = ledger.import_csv(engine, write_csv(tmp_path, rows), progress=lambda d, t: seen.append((d, t)))
+    assert (report.rows, report.added, report.accounts_added) == (count, count, 1000)
+    assert seen[-1] == (count, count)
+    assert [done for done, _ in seen] == sorted(done for done, _ in seen)
+    assert len(seen) == 3
+    expected = sum(Decimal(f"{n % 7}.{n % 100:02d}") for n in range(0, count, 1000))
+    assert balance(engine, with_check_digit("59000000000")) == expected
+
+
+def test_failed_lookups_are_counted_in_a_window(engine: Engine) -> None:
+    with Session(engine) as session:
+        for minutes in (90, 30, 10):
+            ledger.record_failed_lookup(session, "+73422000001", NOW - timedelta(minutes=minutes))
+        ledger.record_failed_lookup(session, "unknown", NOW)
+        session.commit()
+        since = NOW - timedelta(hours=1)
+        assert ledger.failed_lookups_since(session, "+73422000001", since) == 2
+        assert ledger.failed_lookups_since(session, "unknown", since) == 1
+        assert ledger.failed_lookups_since(session, "+70000000000", since) == 0
+
+
+def test_naive_timestamps_are_refused(engine: Engine) -> None:
+    with Session(engine) as session, pytest.raises(Exception, match="UTC offset"):
+        ledger.record_failed_lookup(session, "x", datetime(2026, 1, 1))
+        session.flush()
