@@ -11,21 +11,26 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from flask import Flask, Response, current_app, g, jsonify, request
+from flask import Flask, Response, abort, current_app, g, jsonify, request, send_file
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from twilio.request_validator import RequestValidator
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
-from ivr import flow, ledger, twiml
+from ivr import calllog, flow, ledger, logs, twiml
 from ivr.contract import mask
-from ivr.prompts import PromptLibrary, PromptSet
+from ivr.errors import ConfigError
+from ivr.money import LANGUAGES
+from ivr.prompts import AUDIO_TYPES, PromptLibrary, PromptSet
 from ivr.settings import Settings, caller_id, load_settings
 
 log = logging.getLogger(__name__)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = f"sqlite:///{PROJECT_ROOT / 'data' / 'ledger.sqlite3'}"
+DEMO_LEDGER = PROJECT_ROOT / "data" / "demo_ledger.csv"
 TWIML = "text/xml"
 
 # Environment variable -> config key, read over the defaults and under a test mapping.
@@ -37,6 +42,7 @@ ENVIRONMENT = {
     "IVR_SETTINGS": "SETTINGS_FILE",
     "IVR_LOCKOUT_FAILURES": "LOCKOUT_FAILURES",
     "IVR_LOCKOUT_MINUTES": "LOCKOUT_MINUTES",
+    "IVR_PROXY_FIX": "PROXY_FIX",
 }
 
 
@@ -51,6 +57,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         SETTINGS_FILE=str(PROJECT_ROOT / "data" / "hotline.toml"),
         LOCKOUT_FAILURES=5,
         LOCKOUT_MINUTES=60,
+        PROXY_FIX=0,  # how many proxies in front set X-Forwarded-*; 0 trusts none
     )
     for variable, key in ENVIRONMENT.items():
         if os.environ.get(variable):
@@ -63,15 +70,21 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     hotline = Hotline(
         engine=ledger.make_engine(app.config["DATABASE_URL"]),
         prompts=PromptLibrary(Path(app.config["PROMPTS_DIR"]), flow.PHRASES),
-        settings=load_settings(Path(app.config["SETTINGS_FILE"]), flow.LANGUAGES),
+        settings=load_settings(Path(app.config["SETTINGS_FILE"]), LANGUAGES),
         validator=RequestValidator(app.config["AUTH_TOKEN"]) if app.config["AUTH_TOKEN"] else None,
-        limits=flow.Limits(
-            lockout_failures=int(app.config["LOCKOUT_FAILURES"]),
-            lockout_window=_minutes(app.config["LOCKOUT_MINUTES"]),
-        ),
+        limits=_lockout_limits(app.config["LOCKOUT_FAILURES"], app.config["LOCKOUT_MINUTES"]),
         public_url=app.config["PUBLIC_URL"],
     )
     app.extensions["ivr"] = hotline
+    # Contract numbers and the token stay out of every log line, ours or a library's.
+    logs.install([app.config["AUTH_TOKEN"]])
+    proxies = _proxy_count(app.config["PROXY_FIX"])
+    if proxies:
+        # Behind a TLS-terminating proxy the app sees http; Twilio signed the https URL.
+        # Trusted only when configured: anyone can send X-Forwarded-* headers.
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies, x_port=proxies
+        )
     app.before_request(_check_signature)
     app.register_error_handler(Exception, _apologise)
     app.add_url_rule("/voice", view_func=answer_call, methods=["POST"])
@@ -79,11 +92,41 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.add_url_rule("/voice/fallback", view_func=answer_fallback, methods=["POST"])
     app.add_url_rule("/voice/status", view_func=record_status, methods=["POST"])
     app.add_url_rule("/healthz", view_func=health, methods=["GET"])
+    app.add_url_rule(
+        "/prompts-audio/<path:file>", "prompt_audio", view_func=prompt_audio, methods=["GET"]
+    )
     return app
 
 
 def _minutes(value: Any) -> timedelta:
     return timedelta(minutes=float(value))
+
+
+def _lockout_limits(failures: Any, minutes: Any) -> flow.Limits:
+    """Read the lockout settings; refuse ones that would lock out everyone or no one."""
+    try:
+        count, window = int(failures), _minutes(minutes)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"LOCKOUT_FAILURES ({failures!r}) and LOCKOUT_MINUTES ({minutes!r}) must be numbers"
+        ) from None
+    if count < 1 or window <= timedelta(0):
+        raise ConfigError(
+            f"LOCKOUT_FAILURES must be 1 or more and LOCKOUT_MINUTES above 0, got {failures!r}"
+            f" and {minutes!r}"
+        )
+    return flow.Limits(lockout_failures=count, lockout_window=window)
+
+
+def _proxy_count(value: Any) -> int:
+    """Read PROXY_FIX: a number of proxies, or yes/no for one or none."""
+    words = {"": 0, "false": 0, "no": 0, "off": 0, "true": 1, "yes": 1, "on": 1}
+    text = str(value).strip().lower()
+    if text in words:
+        return words[text]
+    if text.isdigit():
+        return int(text)
+    raise ConfigError(f"PROXY_FIX must be a number of proxies or yes/no, got {value!r}")
 
 
 class Hotline:
@@ -164,7 +207,9 @@ def answer_call() -> Response:
     settings = hotline().settings.for_number(request.form.get("To"))
     with StepContext() as ctx:
         reply = flow.start(settings.language, ctx)
-        return _twiml(reply, settings.language)
+    response = _twiml(reply, settings.language)
+    _log_step(ctx, None, reply)
+    return response
 
 
 def answer_step() -> Response:
@@ -179,7 +224,11 @@ def answer_step() -> Response:
                 mask(reply.contract),
                 reply.outcome.value,
             )
-        return _twiml(reply, call.lang)
+    # The ledger session is committed (a failed entry counts) before the call log is
+    # written, and the call log cannot take the answer away.
+    response = _twiml(reply, call.lang)
+    _log_step(ctx, call.state, reply)
+    return response
 
 
 def answer_fallback() -> Response:
@@ -189,23 +238,48 @@ def answer_fallback() -> Response:
 
 
 def record_status() -> Response:
-    """Log the end of a call (Twilio's status callback)."""
+    """Log the end of a call and keep it in the call log (Twilio's status callback)."""
     form = request.form
+    caller = caller_id(form.get("From"))
     log.info(
         "call %s from %s ended: %s after %s s",
         form.get("CallSid", "?"),
-        caller_id(form.get("From")),
+        caller,
         form.get("CallStatus", "?"),
         form.get("CallDuration", "?"),
+    )
+    calllog.record_end(
+        hotline().engine,
+        call_sid=form.get("CallSid") or calllog.UNKNOWN_CALL,
+        caller=caller,
+        at=datetime.now(UTC),
+        status=form.get("CallStatus") or "unknown",
+        duration_s=calllog.duration(form.get("CallDuration")),
     )
     return _xml(twiml.empty())
 
 
 def health() -> Response:
-    """Report whether the prompt files are good."""
+    """Report whether the prompt files are good: HTTP 200 either way, "degraded" on a fault.
+
+    A refused prompt edit leaves the hotline speaking the last good text, so the process is
+    fit to take calls; a 503 would make a load balancer drop every instance at once (they
+    share the prompts folder) and take the line down over a typo. Alert on "degraded".
+    """
     faults = hotline().prompts.faults
     body = {"status": "ok" if not faults else "degraded", "prompt_faults": faults}
     return jsonify(body)
+
+
+def prompt_audio(file: str) -> Response:
+    """Serve a recorded phrase to Twilio's <Play>: only a file a prompt set in service names."""
+    # The URL only selects among the files the checked prompt sets name; it never becomes a
+    # path itself, so "../" leads nowhere.
+    path = hotline().prompts.recording(file)
+    if path is None:
+        abort(404)
+    # Its URL carries the file's version, so a long cache is safe: a new take gets a new URL.
+    return send_file(path, mimetype=AUDIO_TYPES[path.suffix.lower()], max_age=86400)
 
 
 class StepContext:
@@ -230,6 +304,22 @@ class StepContext:
                 self.session.commit()
         finally:
             self.session.close()
+
+
+def _log_step(ctx: flow.Context, state: flow.State | None, reply: flow.Reply) -> None:
+    """Keep the step in the call log (never raises)."""
+    calllog.record_step(
+        hotline().engine,
+        calllog.Step(
+            call_sid=request.form.get("CallSid") or calllog.UNKNOWN_CALL,
+            caller=ctx.caller,
+            at=ctx.now,
+            state=state.value if state is not None else None,
+            next_state=reply.next.state.value if reply.next is not None else None,
+            outcome=reply.outcome.value,
+            contract=reply.contract,
+        ),
+    )
 
 
 def _twiml(reply: flow.Reply, lang: str) -> Response:
@@ -266,7 +356,33 @@ def _apologise(error: Exception) -> Response | HTTPException:
         return error
     log.error("a webhook failed, the caller hears the apology: %s", _describe(error))
     language = request.args.get("l") or hotline().settings.default.language
-    return _xml(twiml.apology(_prompts_or_none(language)))
+    document = twiml.apology(_prompts_or_none(language))
+    # When the database is what failed, another write to it would only add its timeout
+    # to the caller's wait; the line above is the record.
+    if request.endpoint in ("answer_call", "answer_step") and not isinstance(
+        error, SQLAlchemyError
+    ):
+        _log_apology()
+    return _xml(document)
+
+
+def _log_apology() -> None:
+    """Keep a step that ended in the apology in the call log (never raises)."""
+    try:
+        state: str | None = flow.State(request.args.get("s")).value
+    except ValueError:
+        state = None  # a missing or unreadable state; never store what the URL held
+    calllog.record_step(
+        hotline().engine,
+        calllog.Step(
+            call_sid=request.form.get("CallSid") or calllog.UNKNOWN_CALL,
+            caller=caller_id(request.form.get("From")),
+            at=datetime.now(UTC),
+            state=state,
+            next_state=None,
+            outcome=calllog.APOLOGY,
+        ),
+    )
 
 
 def _describe(error: Exception) -> str:

@@ -12,12 +12,11 @@ import click
 from sqlalchemy.orm import Session
 
 from ivr import ledger
-from ivr.app import DEFAULT_DATABASE_URL, PROJECT_ROOT, create_app
+from ivr.app import DEFAULT_DATABASE_URL, DEMO_LEDGER, PROJECT_ROOT, create_app
 from ivr.contract import Verdict, verdict
 from ivr.errors import IvrError
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-DEMO_LEDGER = PROJECT_ROOT / "data" / "demo_ledger.csv"
 
 database_option = click.option(
     "--database-url",
@@ -31,7 +30,8 @@ database_option = click.option(
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Balance hotline for Twilio Voice: a caller presses 1 three times and hears a balance."""
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    # Quiet by default so transcripts stay readable; `serve` logs every call.
+    logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT)
 
 
 # --- serve ------------------------------------------------------------------------------
@@ -48,6 +48,7 @@ def main() -> None:
 @database_option
 def serve(host: str, port: int, insecure: bool, database_url: str) -> None:
     """Run the webhook server (creates the demo ledger on first run)."""
+    logging.getLogger().setLevel(logging.INFO)
     token = os.environ.get("TWILIO_AUTH_TOKEN")
     if not token and not insecure:
         raise click.UsageError(
@@ -63,9 +64,8 @@ def serve(host: str, port: int, insecure: bool, database_url: str) -> None:
             err=True,
         )
     engine = ledger.make_engine(database_url)
-    if not ledger.has_schema(engine):
-        ledger.create_schema(engine)
-        report = ledger.import_csv(engine, DEMO_LEDGER)
+    report = ledger.create_demo_if_missing(engine, DEMO_LEDGER)
+    if report is not None:
         click.echo(f"Created the demo ledger ({report.rows} entries) at {database_url}", err=True)
     engine.dispose()
     from werkzeug.serving import run_simple
@@ -147,6 +147,172 @@ def ledger_balance(contract: str, at: datetime | None, database_url: str) -> Non
     if amount is None:
         raise click.ClickException(f"no contract {contract} in the ledger at {database_url}")
     click.echo(f"{contract}: {amount} RUB as of {moment.isoformat(timespec='seconds')}")
+
+
+# --- prompts ----------------------------------------------------------------------------
+
+DEFAULT_PROMPTS = PROJECT_ROOT / "prompts"
+SAMPLE_AMOUNT = "123.45"
+SAMPLE_CONTRACT = "590000000018"
+
+prompts_folder = click.Path(file_okay=False, path_type=Path)
+
+
+@main.group("prompts")
+def prompts_group() -> None:
+    """Check and preview the prompt files: what the hotline says, in each language."""
+
+
+@prompts_group.command("check")
+@click.argument("folder", required=False, type=prompts_folder, envvar="IVR_PROMPTS_DIR")
+def prompts_check(folder: Path | None) -> None:
+    """Check every prompt file as the server does; exit 1 on any fault.
+
+    FOLDER defaults to $IVR_PROMPTS_DIR, else prompts/. Each fault is printed as
+    FILE:LINE: message.
+    """
+    # Imported here, as the tester commands are: `ivr --help` need not load them.
+    from ivr import flow, prompts
+
+    folder = folder or DEFAULT_PROMPTS
+    found = prompts.check_folder(folder, flow.PHRASES, flow.LANGUAGES)
+    for fault in found.faults:
+        click.echo(str(fault))
+    if found.faults:
+        count = len(found.faults)
+        click.echo(f"{count} fault{'' if count == 1 else 's'} in {folder}", err=True)
+        sys.exit(1)
+    click.echo(f"{len(found.files)} files OK")
+
+
+@prompts_group.command("say")
+@click.argument("phrase")
+@click.option("--lang", "language", help="Language of the prompt file.  [default: ru-RU]")
+@click.option("--amount", help=f"Rubles for {{amount}}, e.g. -650.00.  [default: {SAMPLE_AMOUNT}]")
+@click.option("--contract", help=f"Contract for {{contract}}.  [default: {SAMPLE_CONTRACT}]")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also speak it into this .wav file (espeak-ng and sox).",
+)
+@click.option(
+    "--dir",
+    "folder",
+    type=prompts_folder,
+    envvar="IVR_PROMPTS_DIR",
+    help="Prompts folder.  [default: $IVR_PROMPTS_DIR, else prompts/]",
+)
+def prompts_say(
+    phrase: str,
+    language: str | None,
+    amount: str | None,
+    contract: str | None,
+    output: Path | None,
+    folder: Path | None,
+) -> None:
+    """Print PHRASE as the hotline says it, filled in; -o also speaks it into a .wav file."""
+    import difflib
+    import shutil
+
+    from ivr import audio, flow, prompts
+
+    folder = folder or DEFAULT_PROMPTS
+    language = language or flow.LANGUAGES[0]
+    path = folder / f"{language}.toml"
+    if not path.is_file():
+        have = ", ".join(sorted(p.stem for p in folder.glob("*.toml"))) or "none"
+        raise click.BadParameter(f"no {path} (languages there: {have})", param_hint="--lang")
+    if phrase not in flow.PHRASES:
+        close = difflib.get_close_matches(phrase, list(flow.PHRASES), n=1)
+        hint = f"did you mean {close[0]}?" if close else "the phrases: " + ", ".join(flow.PHRASES)
+        raise click.BadParameter(f"the hotline has no phrase {phrase!r}; {hint}")
+    checked = prompts.check_file(path, flow.PHRASES)
+    if checked.prompt_set is None:
+        raise click.ClickException(
+            f"{path.name} has faults, fix them first:\n{prompts.report(checked.faults)}"
+        )
+    prompt_set = checked.prompt_set
+    values = _sample_values(flow.PHRASES[phrase], language, amount, contract)
+    click.echo(prompt_set.render(phrase, values))
+    recording = prompt_set.audio.get(phrase)
+    if recording is not None:
+        click.echo(f"(a recording: {folder / recording.file})", err=True)
+    if output is None:
+        return
+    if recording is not None:
+        # A recording is heard as it is: copy it rather than speak its transcript.
+        source = folder / recording.file
+        if source.suffix.lower() != output.suffix.lower():
+            raise click.BadParameter(f"the recording is a {source.suffix} file", param_hint="-o")
+        shutil.copyfile(source, output)
+    else:
+        try:
+            audio.render([audio.Speech(prompt_set.render(phrase, values), language)], output)
+        except audio.AudioError as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(f"Wrote {output}", err=True)
+
+
+def _sample_values(
+    needs: frozenset[str], language: str, amount: str | None, contract: str | None
+) -> dict[str, str]:
+    """Fill a phrase's placeholders as the flow would, from the options or sample values."""
+    from decimal import Decimal, InvalidOperation
+
+    from ivr.contract import CONTRACT_LENGTH
+    from ivr.money import amount_in_words, digits_in_words
+
+    for name, given in (("amount", amount), ("contract", contract)):
+        if given is not None and name not in needs:
+            click.echo(f"note: this phrase has no {{{name}}}; --{name} is not used", err=True)
+    values = {name: "{" + name + "}" for name in needs}  # one the flow adds later shows as is
+    if "amount" in needs:
+        try:
+            values["amount"] = amount_in_words(Decimal(amount or SAMPLE_AMOUNT), language)
+        except (InvalidOperation, ValueError) as exc:
+            raise click.BadParameter(f"{amount!r}: {exc}", param_hint="--amount") from None
+    if "contract" in needs:
+        digits = contract or SAMPLE_CONTRACT
+        if not digits.isdigit():
+            raise click.BadParameter(f"{digits!r} is not digits", param_hint="--contract")
+        values["contract"] = digits_in_words(digits, language)
+    if "length" in needs:
+        values["length"] = str(CONTRACT_LENGTH)
+    return values
+
+
+# --- stats ------------------------------------------------------------------------------
+
+
+@main.command("stats")
+@click.option(
+    "--day",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="UTC day to report, YYYY-MM-DD.  [default: today]",
+)
+@database_option
+def stats_command(day: datetime | None, database_url: str) -> None:
+    """Print a day's calls from the call log: outcomes, and where callers gave up."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from ivr import calllog, logs, stats
+
+    logs.install()
+    engine = ledger.make_engine(database_url)
+    # The URL as SQLAlchemy prints it: without the password.
+    where = engine.url.render_as_string(hide_password=True)
+    try:
+        with Session(engine) as session:
+            report = stats.load(session, day.date() if day else datetime.now(UTC).date())
+    except SQLAlchemyError as exc:
+        raise click.ClickException(
+            f"cannot read the call log at {where}: {calllog.reason(exc)}\n"
+            "(`ivr ledger init` adds the call-log tables to an older ledger)"
+        ) from None
+    finally:
+        engine.dispose()
+    click.echo(stats.render(report))
 
 
 def _register_tester_commands() -> None:

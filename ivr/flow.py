@@ -20,9 +20,9 @@ from typing import Protocol
 
 from ivr.contract import CONTRACT_LENGTH, Verdict, verdict
 from ivr.errors import IvrError
+from ivr.money import LANGUAGES as LANGUAGES  # the languages a call can be in
 from ivr.money import amount_in_words, digits_in_words
 
-LANGUAGES = ("ru-RU", "en-US")
 BACK_KEY = "*"
 OPERATOR_KEY = "0"
 CONTRACT_FINISH_KEY = "#"
@@ -404,9 +404,12 @@ def _tell_balance(call: Call, contract: str, ctx: Context) -> Reply:
 
 
 def balance_line(amount: Decimal, lang: str) -> Line:
-    """Choose how a balance is said: money on the account, nothing, or a debt."""
+    """Choose how a balance is said: money on the account, nothing, or a debt.
+
+    The words are the amount's magnitude; a debt is told by its phrase, not a minus.
+    """
     if amount > 0:
         return Line("balance_positive", {"amount": amount_in_words(amount, lang)})
     if amount < 0:
-        return Line("balance_debt", {"amount": amount_in_words(-amount, lang)})
+        return Line("balance_debt", {"amount": amount_in_words(amount, lang)})
     return Line("balance_zero")

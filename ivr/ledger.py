@@ -10,6 +10,7 @@ import csv
 import hashlib
 import re
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -150,6 +151,54 @@ class FailedLookup(Base):
     at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
+# A masked contract as the call log stores it; longer keyed-in junk is cut to this.
+CALL_LOG_CONTRACT_LENGTH = 20
+# How long a call-log write may wait for a lock: it must not hold up the caller's answer.
+CALL_LOG_WAIT_MS = 500
+
+
+class CallStep(Base):
+    """One webhook step of a call, as the call log keeps it: where, how it ended, which contract.
+
+    The contract is stored masked; the table refuses a value without a mask character, so
+    a whole contract number cannot land here by mistake.
+    """
+
+    __tablename__ = "call_steps"
+    __table_args__ = (
+        Index("ix_call_steps_at", "at"),
+        Index("ix_call_steps_call_sid_at", "call_sid", "at"),
+        CheckConstraint("contract IS NULL OR contract LIKE '%*%'", name="ck_call_steps_masked"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True
+    )
+    call_sid: Mapped[str] = mapped_column(String(64))
+    caller: Mapped[str] = mapped_column(String(32))  # E.164, or "unknown"
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+    state: Mapped[str | None] = mapped_column(String(20))  # None: the call was just answered
+    next_state: Mapped[str | None] = mapped_column(String(20))  # None: the call ended here
+    outcome: Mapped[str] = mapped_column(String(20))
+    contract: Mapped[str | None] = mapped_column(String(CALL_LOG_CONTRACT_LENGTH))
+
+
+class CallEnd(Base):
+    """A status Twilio reported for a call (its status callback): how and after how long."""
+
+    __tablename__ = "call_ends"
+    __table_args__ = (Index("ix_call_ends_at", "at"), Index("ix_call_ends_call_sid", "call_sid"))
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True
+    )
+    call_sid: Mapped[str] = mapped_column(String(64))
+    caller: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+    status: Mapped[str] = mapped_column(String(20))
+    duration_s: Mapped[int | None] = mapped_column(Integer())
+
+
 # --- engine -------------------------------------------------------------------------
 
 
@@ -185,6 +234,14 @@ def create_schema(engine: Engine) -> None:
 def has_schema(engine: Engine) -> bool:
     """Return True when the ledger's tables exist."""
     return inspect(engine).has_table(Entry.__tablename__)
+
+
+def create_demo_if_missing(engine: Engine, demo_csv: Path) -> ImportReport | None:
+    """Create the ledger from the demo entries when it has no tables yet; else do nothing."""
+    if has_schema(engine):
+        return None
+    create_schema(engine)
+    return import_csv(engine, demo_csv)
 
 
 # --- queries ------------------------------------------------------------------------
@@ -224,6 +281,97 @@ def failed_lookups_since(session: Session, caller: str, since: datetime) -> int:
         .where(FailedLookup.caller == caller, FailedLookup.at >= since)
     )
     return int(count or 0)
+
+
+@contextmanager
+def lock_wait(session: Session, ms: int) -> Iterator[None]:
+    """Make the session's statements inside the block give up after waiting `ms` for a lock.
+
+    Flush inside the block and commit after it: the bound covers what the block sends.
+    PostgreSQL: a statement timeout local to the transaction. SQLite: the connection's
+    busy timeout, put back to the engine's bound when the block ends.
+    """
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        session.execute(select(func.set_config("statement_timeout", str(int(ms)), True)))
+        yield
+        return
+    if dialect != "sqlite":
+        yield
+        return
+    connection = session.connection()
+    connection.exec_driver_sql(f"PRAGMA busy_timeout = {int(ms)}")
+    try:
+        yield
+    finally:
+        try:
+            connection.exec_driver_sql(f"PRAGMA busy_timeout = {QUERY_TIMEOUT_MS}")
+        except Exception:
+            # A connection that cannot take a PRAGMA must not go back to the pool
+            # with the short wait; drop it instead.
+            connection.invalidate()
+            raise
+
+
+def record_call_step(
+    session: Session,
+    *,
+    call_sid: str,
+    caller: str,
+    at: datetime,
+    state: str | None,
+    next_state: str | None,
+    outcome: str,
+    masked_contract: str | None,
+) -> None:
+    """Add one step to the call log; the contract must already be masked."""
+    session.add(
+        CallStep(
+            call_sid=call_sid,
+            caller=caller,
+            at=at,
+            state=state,
+            next_state=next_state,
+            outcome=outcome,
+            contract=masked_contract,
+        )
+    )
+
+
+def record_call_end(
+    session: Session,
+    *,
+    call_sid: str,
+    caller: str,
+    at: datetime,
+    status: str,
+    duration_s: int | None,
+) -> None:
+    """Add a status Twilio reported for a call to the call log."""
+    session.add(
+        CallEnd(call_sid=call_sid, caller=caller, at=at, status=status, duration_s=duration_s)
+    )
+
+
+def call_steps_between(session: Session, start: datetime, end: datetime) -> list[CallStep]:
+    """Return the call-log steps of calls that had a step in [start, end), call by call in order."""
+    in_window = select(CallStep.call_sid).where(CallStep.at >= start, CallStep.at < end)
+    rows = session.scalars(
+        select(CallStep)
+        .where(CallStep.call_sid.in_(in_window.distinct()))
+        .order_by(CallStep.call_sid, CallStep.at, CallStep.id)
+    )
+    return list(rows)
+
+
+def call_ends_between(session: Session, start: datetime, end: datetime) -> list[CallEnd]:
+    """Return the statuses Twilio reported in [start, end), oldest first."""
+    rows = session.scalars(
+        select(CallEnd)
+        .where(CallEnd.at >= start, CallEnd.at < end)
+        .order_by(CallEnd.at, CallEnd.id)
+    )
+    return list(rows)
 
 
 # --- CSV import ---------------------------------------------------------------------

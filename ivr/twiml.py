@@ -64,6 +64,26 @@ def empty() -> str:
 
 
 def _say(target: VoiceResponse | Gather, prompts: PromptSet, lines: Iterable[Line]) -> None:
+    """Speak each line: a recorded phrase with <Play>, any other with <Say> in the set's voice."""
     for line in lines:
-        text = prompts.render(line.phrase, line.values)
-        target.say(text, voice=prompts.voice, language=prompts.language)
+        recording = prompts.audio.get(line.phrase)
+        url = _audio_url(recording.file, recording.version) if recording else None
+        if url is not None:
+            target.play(url)
+        else:
+            text = prompts.render(line.phrase, line.values)
+            target.say(text, voice=prompts.voice, language=prompts.language)
+
+
+def _audio_url(file: str, version: int) -> str | None:
+    """Build the absolute URL Twilio fetches a recording from; None outside a web request."""
+    # Flask is asked here only: a recording's URL is the one part of a document that depends
+    # on where the request came in (IVR_PUBLIC_URL behind a proxy, else the Host header).
+    from flask import current_app, has_request_context, request, url_for
+
+    if not has_request_context():
+        return None
+    # `v` changes with the file, so Twilio, which caches what it plays, fetches a new take.
+    path = url_for("prompt_audio", file=file, v=version)
+    base = current_app.config.get("PUBLIC_URL") or request.host_url
+    return str(base).rstrip("/") + path
