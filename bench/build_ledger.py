@@ -387,14 +387,20 @@ def build_sqlite(accounts: int, path: Path, progress: Progress) -> LedgerInfo:
 MARKER = "bench_ledger"  # a one-row table saying this database holds a benchmark ledger
 
 
-def pg_engine(url: str, schema: str) -> Engine:
-    """Return the app's engine for `url`, with `schema` first on the search path."""
+def pg_engine(url: str, schema: str, bulk: bool = False) -> Engine:
+    """Return the app's engine for `url`, with `schema` first on the search path.
+
+    `bulk` lifts the app's statement timeout (seconds are enough for a webhook, not for
+    COPYing ten million rows or building their index).
+    """
     engine = make_engine(url)
 
     @event.listens_for(engine, "connect")
     def _search_path(dbapi_connection: Any, _record: Any) -> None:
         with dbapi_connection.cursor() as cursor:
             cursor.execute(f'SET search_path TO "{schema}"')
+            if bulk:
+                cursor.execute("SET statement_timeout TO 0")
         dbapi_connection.commit()
 
     return engine
@@ -410,7 +416,7 @@ def build_postgres(
     """
     started = time.perf_counter()
     now = datetime.now(UTC).replace(microsecond=0)
-    engine = pg_engine(url, schema)
+    engine = pg_engine(url, schema, bulk=True)
     fp = fingerprint(engine, accounts)
     with engine.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
@@ -434,6 +440,8 @@ def build_postgres(
                 return info
         for table in sorted(tables):
             conn.execute(text(f'DROP TABLE IF EXISTS "{schema}"."{table}" CASCADE'))
+        # The marker first, empty: a build that dies half-way is still known as ours.
+        conn.execute(text(f"CREATE TABLE {MARKER} (info TEXT NOT NULL)"))
     create_schema(engine)
     deferred = [i for i in Entry.__table__.indexes if not i.unique]
     with engine.begin() as conn:
@@ -487,7 +495,6 @@ def build_postgres(
     )
     verify(info, engine)
     with engine.begin() as conn:
-        conn.execute(text(f"CREATE TABLE {MARKER} (info TEXT NOT NULL)"))
         conn.execute(text(f"INSERT INTO {MARKER} VALUES (:i)"), {"i": json.dumps(asdict(info))})
     engine.dispose()
     return info

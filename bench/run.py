@@ -73,6 +73,8 @@ SMALL_SCHEMA = "bench_small"  # PostgreSQL schema of the small ledger (lookup co
 TARGET_RATIO = 0.8  # deepest step req/s >= 0.8 x baseline
 TARGET_P99_MS = 15.0  # deepest step p99 at 16 connections
 TARGET_LOOKUP_RATIO = 1.2  # lookup at the big ledger within 1.2 x the small one
+NOISY_SPREAD = 1.25  # rounds of one contender further apart than this: the machine was busy
+NOISY_OTHERS = 0.15  # cores used by other processes during a load run, beyond which: busy
 
 
 @dataclass(frozen=True)
@@ -115,30 +117,31 @@ def parse_args(argv: Sequence[str] | None) -> Plan:
     parser = argparse.ArgumentParser(
         prog="bench/run.py",
         description=__doc__.split("\n\n")[0],
-        epilog="Full run: 1 000 000 accounts, 4 rounds of 8 s per contender and step. "
+        epilog="Full run: 1 000 000 accounts, 8 rounds of 4 s per contender and step. "
         "Results: bench/out/results.md. See bench/README.md for how to read them.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="smoke test: 1 000 accounts (lookup vs 100), 2 rounds of 1 s; for CI",
+        help="smoke test for CI: 1 000 accounts (lookup vs 100), 2 rounds of 1 s",
     )
     parser.add_argument("--accounts", type=int, help="big ledger size (default 1000000)")
     parser.add_argument(
         "--small-accounts", type=int, help="small ledger for the lookup ratio (default 1000)"
     )
     parser.add_argument(
-        "--duration", type=float, help="seconds per load run (default 8; wrk rounds to whole s)"
+        "--duration", type=float, help="seconds per load run (default 4; wrk rounds to whole s)"
     )
-    parser.add_argument("--rounds", type=int, help="rounds per contender and step (default 4)")
-    parser.add_argument("--connections", type=int, default=16, help="concurrent connections")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers, both servers")
-    parser.add_argument("--threads", type=int, default=1, help="gunicorn threads per worker")
+    parser.add_argument("--rounds", type=int, help="rounds per contender and step (default 8)")
+    parser.add_argument("--connections", type=int, default=16, help="concurrent connections (16)")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers, both servers (2)")
+    parser.add_argument("--threads", type=int, default=1, help="gunicorn threads per worker (1)")
     parser.add_argument(
-        "--worker-class", default="sync", help="gunicorn worker class, both servers"
+        "--worker-class", default="sync", help="gunicorn worker class, both servers (sync)"
     )
-    parser.add_argument("--app", default="ivr:create_app()", help="the hotline's WSGI app")
+    parser.add_argument(
+        "--app", default="ivr:create_app()", help="the hotline's WSGI app (ivr:create_app())"
+    )
     parser.add_argument(
         "--postgres",
         metavar="URL",
@@ -150,10 +153,15 @@ def parse_args(argv: Sequence[str] | None) -> Plan:
         choices=("auto", "wrk", "python"),
         default="auto",
         help="wrk, or a small asyncio client (less exact: it shares the CPU with the "
-        "servers); auto takes wrk when installed",
+        "servers); auto (the default) takes wrk when installed",
     )
     parser.add_argument("--lookups", type=int, help="lookups per ledger and round (default 5000)")
-    parser.add_argument("--out", type=Path, default=OUT / "results.md", help="markdown report")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=OUT / "results.md",
+        help="markdown report (bench/out/results.md)",
+    )
     parser.add_argument(
         "--strict", action="store_true", help="exit 1 when a target of issue 6 is missed"
     )
@@ -163,9 +171,9 @@ def parse_args(argv: Sequence[str] | None) -> Plan:
     return Plan(
         accounts=args.accounts or (1_000 if quick else 1_000_000),
         small_accounts=args.small_accounts or (100 if quick else 1_000),
-        duration=args.duration or (1.0 if quick else 8.0),
+        duration=args.duration or (1.0 if quick else 4.0),
         warmup=1.0 if quick else 2.0,
-        rounds=args.rounds or (2 if quick else 4),
+        rounds=args.rounds or (2 if quick else 8),
         connections=args.connections,
         workers=args.workers,
         threads=args.threads,
@@ -228,7 +236,7 @@ class Server:
 
 @contextlib.contextmanager
 def gunicorn(
-    name: str, app: str, pythonpath: Path, env: Mapping[str, str], plan: Plan
+    name: str, app: str, pythonpath: Path | str, env: Mapping[str, str], plan: Plan
 ) -> Iterator[Server]:
     """Run `app` under gunicorn on a free loopback port until the block ends."""
     port = free_port()
@@ -405,10 +413,55 @@ class LoadResult:
     seconds: float
     errors: Counter[str] = field(default_factory=Counter)
     latency_us: Counter[int] = field(default_factory=Counter)  # value -> count
+    others_cpu: float = 0.0  # cores busy with processes not of this run, on average
 
     @property
     def rate(self) -> float:
         return self.requests / self.seconds if self.seconds else 0.0
+
+
+class CpuMeter:
+    """Tell how much CPU went to processes outside this run (other people's tests, ...).
+
+    Machine-wide busy time from /proc/stat, minus what this script, its waited children
+    (wrk) and the servers' process trees used. On a quiet machine it stays near 0.
+    """
+
+    def __init__(self, servers: Sequence[Server]) -> None:
+        self.servers = servers
+        self.tick = os.sysconf("SC_CLK_TCK")
+
+    def _machine(self) -> float:
+        with open("/proc/stat", encoding="ascii") as handle:
+            fields = [int(x) for x in handle.readline().split()[1:]]
+        user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+        return (user + nice + system + irq + softirq + steal) / self.tick
+
+    def _tree(self, pid: int) -> float:
+        total = 0.0
+        with contextlib.suppress(OSError):
+            stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
+            fields = stat.rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / self.tick  # utime, stime
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                for child in (task / "children").read_text(encoding="ascii").split():
+                    total += self._tree(int(child))
+        return total
+
+    def _ours(self) -> float:
+        t = os.times()
+        mine = t.user + t.system + t.children_user + t.children_system
+        return mine + sum(self._tree(s.process.pid) for s in self.servers)
+
+    def start(self) -> tuple[float, float, float]:
+        return time.monotonic(), self._machine(), self._ours()
+
+    def others(self, since: tuple[float, float, float]) -> float:
+        """Return the cores used by others since `start()`, on average."""
+        wall0, machine0, ours0 = since
+        wall = time.monotonic() - wall0
+        other = (self._machine() - machine0) - (self._ours() - ours0)
+        return max(0.0, other / wall) if wall > 0 else 0.0
 
 
 def percentile(histogram: Counter[int], p: float) -> float:
@@ -741,35 +794,61 @@ def render(
         f"Load: {info['tool']}, {plan.connections} connections, {plan.rounds} rounds x "
         f"{plan.duration:g} s per contender and step (order alternating), after a "
         f"{plan.warmup:g} s warm-up; {plan.distinct_requests:,} distinct signed requests.",
-        f"Deepest step: `POST {deepest_path}` with `Digits` = a random existing contract.",
+        f"Hotline: `{plan.app}`. Deepest step: `POST {deepest_path}` with `Digits` = a "
+        "random existing contract.",
         "",
         "| step | server | req/s | p50 ms | p99 ms | errors | req/s by round |",
         "|---|---|---:|---:|---:|---:|---|",
     ]
+    noisy = []
     for contest in contests:
-        rates = {}
         p99s = {}
         for who in ("hotline", "baseline"):
             total = contest.merged(who)
-            rates[who] = total.rate
+            rates = [r.rate for r in contest.runs[who]]
             p99s[who] = percentile(total.latency_us, 99)
             errors = sum(total.errors.values())
-            by_round = ", ".join(f"{r.rate:.0f}" for r in contest.runs[who])
+            if max(rates) > NOISY_SPREAD * min(rates):
+                noisy.append(f"{contest.step} {who} rounds spread > {NOISY_SPREAD:g}x")
             lines.append(
-                f"| {contest.step} | {who} | {total.rate:,.0f} "
+                f"| {contest.step} | {who} | {median(rates):,.0f} "
                 f"| {fmt_ms(percentile(total.latency_us, 50))} | {fmt_ms(p99s[who])} "
-                f"| {errors}{' ' + dict(total.errors).__repr__() if errors else ''} "
-                f"| {by_round} |"
+                f"| {errors}{' ' + repr(dict(total.errors)) if errors else ''} "
+                f"| {', '.join(f'{r:.0f}' for r in rates)} |"
             )
             if errors:
                 missed.append(f"{contest.step} {who}: {errors} failed requests")
-        ratio = rates["hotline"] / rates["baseline"] if rates["baseline"] else 0.0
-        lines.append(f"| {contest.step} | **hotline / baseline** | **{ratio:.2f}x** | | | | |")
+        # Each round ran the two back to back: compare within a round, where the
+        # machine's mood was the same, then take the median over rounds.
+        ratios = [
+            h.rate / b.rate
+            for h, b in zip(contest.runs["hotline"], contest.runs["baseline"], strict=True)
+        ]
+        ratio = median(ratios)
+        lines.append(
+            f"| {contest.step} | **hotline / baseline** | **{ratio:.2f}x** | | | "
+            f"| {', '.join(f'{r:.2f}' for r in ratios)} |"
+        )
         if contest.step == "deepest":
             if ratio < TARGET_RATIO:
                 missed.append(f"deepest step req/s {ratio:.2f}x baseline < {TARGET_RATIO}x")
             if p99s["hotline"] / 1000 > TARGET_P99_MS:
                 missed.append(f"deepest step p99 {fmt_ms(p99s['hotline'])} ms > {TARGET_P99_MS}")
+    others = [r.others_cpu for c in contests for runs in c.runs.values() for r in runs]
+    lines += [
+        "",
+        "req/s: median of the rounds; ratio: median of the rounds' ratios (each round runs "
+        "both back to back); p50/p99: over every request of every round.",
+        f"Other processes used {sum(others) / len(others):.2f} of the {info['cpus']} cores "
+        f"during the load runs on average (at most {max(others):.2f} in one run).",
+    ]
+    if max(others) > NOISY_OTHERS:
+        noisy.append(f"other processes busy (up to {max(others):.2f} cores)")
+    if noisy:
+        lines.append(
+            f"**Noisy** ({'; '.join(noisy)}): something else used the CPU; the paired ratios "
+            "hold up better than the rates, but rerun on a quiet machine to trust them."
+        )
     small, large = lookups
     lookup_ratio = large.p50 / small.p50
     if lookup_ratio > TARGET_LOOKUP_RATIO:
@@ -854,6 +933,7 @@ def load_contests(
         step: Contest(step, {"hotline": [], "baseline": []}) for step in ("first", "deepest")
     }
     servers = (hotline, baseline)
+    meter = CpuMeter(servers)
     for step in contests:
         for server in servers:
             tool.run(server.url, requests[step, server.name], plan.warmup, plan.connections)
@@ -861,14 +941,17 @@ def load_contests(
         for step, contest in contests.items():
             order = servers if round_no % 2 == 0 else servers[::-1]
             for server in order:
+                mark = meter.start()
                 result = tool.run(
                     server.url, requests[step, server.name], plan.duration, plan.connections
                 )
+                result.others_cpu = meter.others(mark)
                 contest.runs[server.name].append(result)
                 print(
                     f"round {round_no + 1}/{plan.rounds} {step:7} {server.name:8} "
                     f"{result.rate:8,.0f} req/s  p99 {fmt_ms(percentile(result.latency_us, 99))}"
-                    f" ms  errors {sum(result.errors.values())}",
+                    f" ms  errors {sum(result.errors.values())}  others {result.others_cpu:.2f}"
+                    " cores",
                     file=sys.stderr,
                 )
     return list(contests.values())
@@ -885,7 +968,9 @@ def run(plan: Plan) -> int:
         token = secrets.token_hex(16)
         env = {"IVR_DATABASE_URL": big.url, "TWILIO_AUTH_TOKEN": token}
         with contextlib.ExitStack() as stack:
-            hotline = stack.enter_context(gunicorn("hotline", plan.app, ROOT, env, plan))
+            hotline = stack.enter_context(
+                gunicorn("hotline", plan.app, f"{ROOT},{BENCH}", env, plan)
+            )
             baseline = stack.enter_context(
                 gunicorn("baseline", "baseline_app:create_app()", BENCH, env, plan)
             )

@@ -69,7 +69,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     # that cannot work fails now rather than on the first call.
     hotline = Hotline(
         engine=ledger.make_engine(app.config["DATABASE_URL"]),
-        prompts=PromptLibrary(Path(app.config["PROMPTS_DIR"]), flow.PHRASES),
+        prompts=PromptLibrary(Path(app.config["PROMPTS_DIR"]), flow.PHRASES, languages=LANGUAGES),
         settings=load_settings(Path(app.config["SETTINGS_FILE"]), LANGUAGES),
         validator=RequestValidator(app.config["AUTH_TOKEN"]) if app.config["AUTH_TOKEN"] else None,
         limits=_lockout_limits(app.config["LOCKOUT_FAILURES"], app.config["LOCKOUT_MINUTES"]),
@@ -182,8 +182,15 @@ def signed_url() -> str:
     raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
     if not raw:
         query = environ.get("QUERY_STRING", "")
-        raw = quote(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""))
+        path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+        raw = quote(path, encoding="latin-1")
         raw += f"?{query}" if query else ""
+    # WSGI hands the request line's bytes over as latin-1 text; the signature is over those
+    # bytes, which a non-ASCII (unescaped) URI only gets back by undoing that.
+    try:
+        raw = raw.encode("latin-1").decode("utf-8", "replace")
+    except UnicodeEncodeError:
+        pass  # a server that already gave real text
     base = hotline().public_url or request.host_url.rstrip("/")
     return base + raw
 
@@ -323,11 +330,10 @@ def _log_step(ctx: flow.Context, state: flow.State | None, reply: flow.Reply) ->
 
 
 def _twiml(reply: flow.Reply, lang: str) -> Response:
-    state = hotline()
     document = twiml.render(
         reply,
         lang,
-        prompts_for=state.prompts.get,
+        prompts_for=_prompts_for,
         action_url=_action_url,
         operator=g.get("ivr_operator"),
     )
@@ -342,9 +348,15 @@ def _xml(document: str) -> Response:
     return Response(document, 200, mimetype=TWIML)
 
 
+def _prompts_for(language: str) -> PromptSet:
+    """Return the prompts of a language, in the voice the dialed hotline asks for."""
+    line = hotline().settings.for_number(request.form.get("To"))
+    return hotline().prompts.get(language).with_voice(line.voice_for(language))
+
+
 def _prompts_or_none(language: str) -> PromptSet | None:
     try:
-        return hotline().prompts.get(language)
+        return _prompts_for(language)
     except Exception:
         log.exception("no prompts to apologise with")
         return None

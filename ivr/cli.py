@@ -171,7 +171,7 @@ def prompts_check(folder: Path | None) -> None:
     FOLDER defaults to $IVR_PROMPTS_DIR, else prompts/. Each fault is printed as
     FILE:LINE: message.
     """
-    # Imported here, as the tester commands are: `ivr --help` need not load them.
+    # Imported in the command, as `_register_tester_commands` does: the group stands alone.
     from ivr import flow, prompts
 
     folder = folder or DEFAULT_PROMPTS

@@ -62,20 +62,33 @@ class MaskingFilter(logging.Filter):
 
 # One filter for the process: every app created adds its token to the same set.
 FILTER = MaskingFilter()
+# Loggers whose records carry request lines or SQL parameters, masked where they are
+# logged, whatever handler they reach later (werkzeug adds its own on first use).
+SOURCE_LOGGERS = ("werkzeug", "gunicorn.access", "gunicorn.error", "sqlalchemy.engine.Engine")
 
 
 def install(secrets: Iterable[str | None] = ()) -> MaskingFilter:
     """Put the masking filter on every handler now configured; add `secrets` to what it masks.
 
-    Covers the root logger's handlers (where propagated records end up) and the handlers
-    of any logger that has its own (werkzeug's, Flask's, gunicorn's). Calling it again is
-    harmless, and picks up handlers added since.
+    Covers the root logger's handlers (where propagated records end up), the handlers of
+    any logger that has its own (werkzeug's, Flask's, gunicorn's), and, at the source, the
+    hotline's own loggers and those of `SOURCE_LOGGERS`. Calling it again is harmless, and
+    picks up handlers added since. Masking twice changes nothing.
     """
     for secret in secrets:
         FILTER.add_secret(secret)
     for handler in _handlers():
         if FILTER not in handler.filters:
             handler.addFilter(FILTER)
+    ours = [
+        name
+        for name in list(logging.Logger.manager.loggerDict)
+        if name == "ivr" or name.startswith("ivr.")
+    ]
+    for name in (*SOURCE_LOGGERS, *ours):
+        logger = logging.getLogger(name)
+        if FILTER not in logger.filters:
+            logger.addFilter(FILTER)
     return FILTER
 
 

@@ -19,6 +19,7 @@ Each library stops somewhere: pytils at 999 999 999 999 ("девятьсот д�
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -151,4 +152,10 @@ def digits_in_words(digits: str, lang: str) -> str:
     # fullmatch on [0-9], not str.isdigit: isdigit also accepts "²" and "٣".
     if not _DIGITS.fullmatch(digits):
         raise ValueError(f"digits must be one or more of 0-9, got {digits!r}")
-    return " ".join(language.number(int(digit)) for digit in digits)
+    return " ".join(_digit_word(language, digit) for digit in digits)
+
+
+@functools.cache
+def _digit_word(language: _Language, digit: str) -> str:
+    """Say one digit; ten words a language, asked of the library once (a hot path)."""
+    return language.number(int(digit))

@@ -36,6 +36,7 @@ DEMO_CONTRACTS = [f"5900000000{n}" for n in ("18", "26", "34", "42", "59", "67")
 @pytest.fixture
 def clock() -> Iterator[FrozenDateTimeFactory]:
     with freeze_time(T0) as frozen:
+        assert isinstance(frozen, FrozenDateTimeFactory)
         yield frozen
 
 
@@ -481,7 +482,6 @@ def test_the_access_log_of_a_real_server_is_masked(
     """werkzeug logs each request line, the call state's query string with it."""
     caplog.set_level(logging.INFO)
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    logs.install()  # werkzeug's logger came to life after the app was made
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -503,6 +503,26 @@ def test_the_access_log_of_a_real_server_is_masked(
     access = [r.getMessage() for r in caplog.records if r.name == "werkzeug"]
     assert any("c=59******0018" in line and " 200 " in line for line in access), access
     assert KNOWN not in caplog.text
+
+
+def test_a_handler_added_after_the_app_still_gets_masked_lines(app: Flask) -> None:
+    """werkzeug gives its logger a handler of its own on first use, when nothing else logs."""
+    lines: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(self.format(record))
+
+    werkzeug = logging.getLogger("werkzeug")
+    handler = Collect()
+    werkzeug.addHandler(handler)
+    werkzeug.propagate = False
+    try:
+        werkzeug.warning('"POST /voice/step?s=after_balance&c=%s HTTP/1.1" 200 -', KNOWN)
+    finally:
+        werkzeug.removeHandler(handler)
+        werkzeug.propagate = True
+    assert lines == ['"POST /voice/step?s=after_balance&c=59******0018 HTTP/1.1" 200 -']
 
 
 def test_install_is_idempotent_and_keeps_every_token() -> None:

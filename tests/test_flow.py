@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tomllib
 from collections import deque
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -13,10 +12,10 @@ import pytest
 
 from ivr import flow
 from ivr.flow import Call, Context, Outcome, State
-from ivr.prompts import placeholders
+from ivr.prompts import check_folder, load, placeholders
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
-PROMPT_FILES = sorted((Path(__file__).resolve().parent.parent / "prompts").glob("*.toml"))
+PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
 
 
 @dataclass
@@ -71,17 +70,20 @@ def test_every_state_has_a_way_back() -> None:
         assert reply.next.state is flow.PARENT[state]
 
 
-@pytest.mark.parametrize("path", PROMPT_FILES, ids=lambda p: p.name)
-def test_every_phrase_the_flow_uses_is_in_every_prompt_file(path: Path) -> None:
-    phrases = tomllib.loads(path.read_text(encoding="utf-8"))["phrases"]
+def test_shipped_prompt_files_pass_the_check() -> None:
+    report = check_folder(PROMPTS_DIR, flow.PHRASES, flow.LANGUAGES)
+    assert [str(fault) for fault in report.faults] == []
+    assert len(report.files) == len(flow.LANGUAGES)
+
+
+@pytest.mark.parametrize("language", flow.LANGUAGES)
+def test_every_phrase_the_flow_uses_is_in_every_prompt_file(language: str) -> None:
+    prompt_set = load(PROMPTS_DIR / f"{language}.toml", flow.PHRASES)
+    assert prompt_set.language == language
     for name, allowed in flow.PHRASES.items():
-        assert name in phrases, f"{path.name} lacks {name}"
-        assert placeholders(phrases[name]) <= allowed, f"{path.name}: {name}"
-
-
-def test_prompt_files_cover_every_language() -> None:
-    languages = {tomllib.loads(p.read_text(encoding="utf-8"))["language"] for p in PROMPT_FILES}
-    assert languages == set(flow.LANGUAGES)
+        text = prompt_set.phrases.get(name)
+        assert text is not None or name in prompt_set.audio, f"{language} lacks {name}"
+        assert placeholders(text or "") <= allowed, f"{language}: {name}"
 
 
 def test_every_phrase_a_step_speaks_is_declared() -> None:
