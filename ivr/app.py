@@ -161,9 +161,22 @@ class SessionLedger:
 
     def __init__(self, session: Session) -> None:
         self.session = session
+        self._accounts: dict[str, int] = {}  # contract -> account id, found this step
 
     def balance(self, contract: str, at: datetime) -> Decimal | None:
-        return ledger.balance(self.session, contract, at)
+        account = self.account_of(contract)
+        return None if account is None else ledger.account_balance(self.session, account, at)
+
+    def account_of(self, contract: str) -> int | None:
+        if contract not in self._accounts:
+            account = ledger.find_account(self.session, contract)
+            if account is None:
+                return None
+            self._accounts[contract] = account
+        return self._accounts[contract]
+
+    def contract_of(self, account: int) -> str | None:
+        return ledger.contract_of(self.session, account)
 
     def failures_since(self, caller: str, since: datetime) -> int:
         return ledger.failed_lookups_since(self.session, caller, since)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import click
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from ivr import ledger
@@ -25,6 +28,16 @@ database_option = click.option(
     show_default="data/ledger.sqlite3, or $IVR_DATABASE_URL",
     help="SQLAlchemy URL of the ledger.",
 )
+
+
+@contextlib.contextmanager
+def open_ledger(database_url: str) -> Iterator[Engine]:
+    """Give a command the ledger's engine, and close its connections when it is done."""
+    engine = ledger.make_engine(database_url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -63,11 +76,11 @@ def serve(host: str, port: int, insecure: bool, database_url: str) -> None:
             bold=True,
             err=True,
         )
-    engine = ledger.make_engine(database_url)
-    report = ledger.create_demo_if_missing(engine, DEMO_LEDGER)
+    with open_ledger(database_url) as engine:
+        report = ledger.create_demo_if_missing(engine, DEMO_LEDGER)
+        ledger.create_schema(engine)  # an older ledger gets the tables added since
     if report is not None:
         click.echo(f"Created the demo ledger ({report.rows} entries) at {database_url}", err=True)
-    engine.dispose()
     from werkzeug.serving import run_simple
 
     app = create_app({"DATABASE_URL": database_url})
@@ -88,12 +101,14 @@ def ledger_group() -> None:
 @database_option
 def ledger_init(demo: bool, database_url: str) -> None:
     """Create the ledger's tables (nothing is dropped)."""
-    engine = ledger.make_engine(database_url)
-    ledger.create_schema(engine)
-    click.echo(f"Ledger ready at {database_url}")
-    if demo:
-        report = ledger.import_csv(engine, DEMO_LEDGER)
-        click.echo(f"Demo entries: {report.added} added, {report.already_present} already there")
+    with open_ledger(database_url) as engine:
+        ledger.create_schema(engine)
+        click.echo(f"Ledger ready at {database_url}")
+        if demo:
+            report = ledger.import_csv(engine, DEMO_LEDGER)
+            click.echo(
+                f"Demo entries: {report.added} added, {report.already_present} already there"
+            )
 
 
 @ledger_group.command("import")
@@ -101,9 +116,11 @@ def ledger_init(demo: bool, database_url: str) -> None:
 @database_option
 def ledger_import(csv_file: Path, database_url: str) -> None:
     """Load entries from CSV_FILE (contract,posted_at,amount,kind,memo), all or nothing."""
-    engine = ledger.make_engine(database_url)
-    ledger.create_schema(engine)
-    with click.progressbar(length=1, label="Importing", file=sys.stderr) as bar:
+    with (
+        open_ledger(database_url) as engine,
+        click.progressbar(length=1, label="Importing", file=sys.stderr) as bar,
+    ):
+        ledger.create_schema(engine)
 
         def progress(done: int, total: int) -> None:
             bar.length = max(total, 1)
@@ -142,7 +159,7 @@ def ledger_balance(contract: str, at: datetime | None, database_url: str) -> Non
         moment = datetime.now(UTC)
     else:  # a date or a time without an offset is read as UTC
         moment = (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC)
-    with Session(ledger.make_engine(database_url)) as session:
+    with open_ledger(database_url) as engine, Session(engine) as session:
         amount = ledger.balance(session, contract, moment)
     if amount is None:
         raise click.ClickException(f"no contract {contract} in the ledger at {database_url}")

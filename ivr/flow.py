@@ -212,7 +212,9 @@ class Call:
     lang: str
     prompts: int = 1  # how many times the current prompt has been offered
     contract_tries: int = 0
-    contract: str | None = None  # the contract last told, for "repeat"
+    # The account last told, for "repeat": its id, never the contract number, which
+    # would otherwise sit in every proxy's access log of the action URLs.
+    account: int | None = None
 
     def to_query(self) -> dict[str, str]:
         """Encode as URL query parameters."""
@@ -222,8 +224,8 @@ class Call:
             "p": str(self.prompts),
             "k": str(self.contract_tries),
         }
-        if self.contract is not None:
-            query["c"] = self.contract
+        if self.account is not None:
+            query["a"] = str(self.account)
         return query
 
     @classmethod
@@ -234,14 +236,13 @@ class Call:
             lang = query["l"]
             prompts = int(query.get("p", "1"))
             tries = int(query.get("k", "0"))
-        except (KeyError, ValueError) as exc:
-            raise BadCallState(f"cannot read the call state: {exc}") from None
-        contract = query.get("c")
+            account = int(query["a"]) if "a" in query else None
+        except (KeyError, ValueError):
+            # No detail: the message would echo whatever the URL held.
+            raise BadCallState("cannot read the call state") from None
         if lang not in LANGUAGES or not 1 <= prompts <= 99 or not 0 <= tries <= 99:
             raise BadCallState("the call state is out of range")
-        if contract is not None and verdict(contract) is not Verdict.VALID:
-            raise BadCallState("the call state holds a malformed contract")
-        return cls(state, lang, prompts, tries, contract)
+        return cls(state, lang, prompts, tries, account)
 
 
 @dataclass(frozen=True)
@@ -261,6 +262,10 @@ class Ledger(Protocol):
     """What the flow asks of the ledger."""
 
     def balance(self, contract: str, at: datetime) -> Decimal | None: ...
+
+    def account_of(self, contract: str) -> int | None: ...
+
+    def contract_of(self, account: int) -> str | None: ...
 
     def failures_since(self, caller: str, since: datetime) -> int: ...
 
@@ -324,8 +329,8 @@ def _act(call: Call, action: Action, ctx: Context) -> Reply:
     if action is TOGGLE_LANGUAGE:
         other = LANGUAGES[(LANGUAGES.index(call.lang) + 1) % len(LANGUAGES)]
         return offer(replace(_enter(call, State.MAIN), lang=other), ctx)
-    if action is REPEAT_BALANCE and call.contract is not None:
-        return _tell_balance(call, call.contract, ctx)
+    if action is REPEAT_BALANCE and call.account is not None:
+        return _repeat_balance(call, call.account, ctx)
     if action is HANG_UP:
         return _hang_up(Line("goodbye"), Outcome.HUNG_UP)
     return _again(call, ctx, Line("invalid_option"), Outcome.INVALID_KEY)
@@ -368,10 +373,11 @@ def _contract_entry(call: Call, digits: str, ctx: Context) -> Reply:
     if found is Verdict.BAD_CHECK_DIGIT:
         ctx.ledger.record_failure(ctx.caller, ctx.now)
         return _failed(call, ctx, Line("bad_check_digit"), digits, Outcome.WRONG_NUMBER)
-    if ctx.ledger.balance(digits, ctx.now) is None:
+    amount = ctx.ledger.balance(digits, ctx.now)
+    if amount is None:
         ctx.ledger.record_failure(ctx.caller, ctx.now)
         return _failed(call, ctx, Line("unknown_contract"), digits, Outcome.UNKNOWN_CONTRACT)
-    return _tell_balance(call, digits, ctx)
+    return _tell_balance(call, digits, amount, ctx)
 
 
 def _failed(call: Call, ctx: Context, why: Line, digits: str, outcome: Outcome) -> Reply:
@@ -390,15 +396,22 @@ def _locked_out(ctx: Context) -> bool:
     return ctx.ledger.failures_since(ctx.caller, since) >= ctx.limits.lockout_failures
 
 
-def _tell_balance(call: Call, contract: str, ctx: Context) -> Reply:
-    amount = ctx.ledger.balance(contract, ctx.now)
-    if amount is None:  # the account vanished between two steps of the call
-        return _failed(call, ctx, Line("unknown_contract"), contract, Outcome.UNKNOWN_CONTRACT)
+def _repeat_balance(call: Call, account: int, ctx: Context) -> Reply:
+    """Tell the balance of the account told before again, as of now."""
+    contract = ctx.ledger.contract_of(account)
+    amount = None if contract is None else ctx.ledger.balance(contract, ctx.now)
+    if contract is None or amount is None:  # the account vanished during the call
+        return _again(call, ctx, Line("invalid_option"), Outcome.INVALID_KEY)
+    return _tell_balance(call, contract, amount, ctx)
+
+
+def _tell_balance(call: Call, contract: str, amount: Decimal, ctx: Context) -> Reply:
     lines = (
         Line("balance_intro", {"contract": digits_in_words(contract, call.lang)}),
         balance_line(amount, call.lang),
     )
-    after = Call(State.AFTER_BALANCE, call.lang, 1, call.contract_tries, contract)
+    account = ctx.ledger.account_of(contract)
+    after = Call(State.AFTER_BALANCE, call.lang, 1, call.contract_tries, account)
     reply = offer(after, ctx, before=lines)
     return replace(reply, outcome=Outcome.BALANCE_TOLD, contract=contract)
 

@@ -33,13 +33,14 @@ from sqlalchemy import (
     event,
     func,
     inspect,
+    make_url,
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-from ivr.contract import CONTRACT_LENGTH, is_valid
+from ivr.contract import CONTRACT_LENGTH, is_valid, mask
 from ivr.errors import ImportFileError
 
 KINDS = ("payment", "charge", "adjustment", "promised_payment")
@@ -205,7 +206,10 @@ class CallEnd(Base):
 def make_engine(url: str) -> Engine:
     """Create an engine with bounded connect and statement times for this dialect."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": QUERY_TIMEOUT_MS / 1000})
+        # An in-memory database has a single connection, so no pool to wait for.
+        in_memory = make_url(url).database in (None, "", ":memory:")
+        pool_args = {} if in_memory else {"pool_timeout": CONNECT_TIMEOUT_S}
+        engine = create_engine(url, connect_args={"timeout": QUERY_TIMEOUT_MS / 1000}, **pool_args)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     connect_args: dict[str, Any] = {}
@@ -214,7 +218,10 @@ def make_engine(url: str) -> Engine:
             "connect_timeout": CONNECT_TIMEOUT_S,
             "options": f"-c statement_timeout={QUERY_TIMEOUT_MS}",
         }
-    return create_engine(url, connect_args=connect_args, pool_pre_ping=True)
+    # A step waiting for a pooled connection is bounded like one waiting for the server.
+    return create_engine(
+        url, connect_args=connect_args, pool_pre_ping=True, pool_timeout=CONNECT_TIMEOUT_S
+    )
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -249,9 +256,22 @@ def create_demo_if_missing(engine: Engine, demo_csv: Path) -> ImportReport | Non
 
 def balance(session: Session, contract: str, at: datetime) -> Decimal | None:
     """Return the contract's balance as of `at`, or None when there is no such contract."""
-    account_id = session.scalar(select(Account.id).where(Account.contract == contract))
-    if account_id is None:
-        return None
+    account_id = find_account(session, contract)
+    return None if account_id is None else account_balance(session, account_id, at)
+
+
+def find_account(session: Session, contract: str) -> int | None:
+    """Return the id of a contract's account, or None when there is no such contract."""
+    return session.scalar(select(Account.id).where(Account.contract == contract))
+
+
+def contract_of(session: Session, account_id: int) -> str | None:
+    """Return the contract number of an account, or None when there is no such account."""
+    return session.scalar(select(Account.contract).where(Account.id == account_id))
+
+
+def account_balance(session: Session, account_id: int, at: datetime) -> Decimal:
+    """Return an account's balance as of `at`: the sum of its entries posted by then."""
     total = session.scalar(
         select(func.coalesce(func.sum(Entry.amount), 0).label("total")).where(
             Entry.account_id == account_id, Entry.posted_at <= at
@@ -416,7 +436,8 @@ def parse_row(fields: dict[str, str | None]) -> LedgerRow:
     contract = (fields.get("contract") or "").strip()
     if not is_valid(contract):
         raise ValueError(
-            f"contract {contract!r} is not {CONTRACT_LENGTH} digits with a valid check digit"
+            # Masked: the line number finds the row, and errors may end up in logs.
+            f"contract {mask(contract)!r} is not {CONTRACT_LENGTH} digits with a valid check digit"
         )
     raw_time = (fields.get("posted_at") or "").strip()
     try:

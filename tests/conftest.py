@@ -99,9 +99,7 @@ class Turn:
 class TwilioCall:
     """Drive one call through the webhooks as Twilio would, signing every request."""
 
-    def __init__(
-        self, client: FlaskClient, caller: str = CALLER, hotline: str = HOTLINE
-    ) -> None:
+    def __init__(self, client: FlaskClient, caller: str = CALLER, hotline: str = HOTLINE) -> None:
         self.client = client
         self.params = {
             "CallSid": "CA" + os.urandom(16).hex(),

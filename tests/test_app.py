@@ -180,9 +180,12 @@ def test_without_an_operator_the_caller_is_told_so(tmp_path: Path, app: Flask) -
             "SETTINGS_FILE": str(settings),
         }
     )
-    call = TwilioCall(no_operator.test_client())
-    call.start()
-    turn = call.press("0")
+    try:
+        call = TwilioCall(no_operator.test_client())
+        call.start()
+        turn = call.press("0")
+    finally:
+        no_operator.extensions["ivr"].engine.dispose()
     assert turn.dialed is None
     assert "операторы недоступны" in turn.text
     assert turn.gather is not None
@@ -248,9 +251,14 @@ def test_public_url_is_what_is_checked(app: Flask) -> None:
     params = {"From": "+73422000001", "To": "+73422195195", "CallSid": "CA1"}
     client = app.test_client()
     local = sign(f"{BASE_URL}/voice", params)
-    assert client.post("/voice", data=params, headers={"X-Twilio-Signature": local}).status_code == 403
+    assert (
+        client.post("/voice", data=params, headers={"X-Twilio-Signature": local}).status_code == 403
+    )
     public = sign("https://hotline.example.test/voice", params)
-    assert client.post("/voice", data=params, headers={"X-Twilio-Signature": public}).status_code == 200
+    assert (
+        client.post("/voice", data=params, headers={"X-Twilio-Signature": public}).status_code
+        == 200
+    )
 
 
 def test_broken_ledger_gives_the_apology_with_200(app: Flask, call: TwilioCall) -> None:

@@ -88,7 +88,9 @@ def test_import_of_a_bad_file_names_the_line_and_imports_nothing(
     assert result.exit_code == 1
     assert f"{bad}:3: kind 'refund'" in result.output
     assert "Nothing was imported" in result.output
-    check = CliRunner().invoke(main, ["ledger", "balance", "590000000018", "--database-url", db_url])
+    check = CliRunner().invoke(
+        main, ["ledger", "balance", "590000000018", "--database-url", db_url]
+    )
     assert "no contract" in check.output
 
 

@@ -26,7 +26,9 @@ def test_verdict(digits: str, expected: Verdict) -> None:
 
 def test_check_digit_is_appended() -> None:
     assert with_check_digit("59000000001") == "590000000018"
-    assert all(verdict(with_check_digit(f"{n:011d}")) is Verdict.VALID for n in range(0, 10**6, 997))
+    assert all(
+        verdict(with_check_digit(f"{n:011d}")) is Verdict.VALID for n in range(0, 10**6, 997)
+    )
 
 
 def test_check_digit_needs_eleven_digits() -> None:

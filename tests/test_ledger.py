@@ -155,7 +155,9 @@ def test_big_file_imports_in_batches_with_progress(engine: Engine, tmp_path: Pat
         for n in range(count)
     )
     seen: list[tuple[int, int]] = []
-    report = ledger.import_csv(engine, write_csv(tmp_path, rows), progress=lambda d, t: seen.append((d, t)))
+    report = ledger.import_csv(
+        engine, write_csv(tmp_path, rows), progress=lambda d, t: seen.append((d, t))
+    )
     assert (report.rows, report.added, report.accounts_added) == (count, count, 1000)
     assert seen[-1] == (count, count)
     assert [done for done, _ in seen] == sorted(done for done, _ in seen)

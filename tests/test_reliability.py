@@ -197,12 +197,6 @@ def test_a_database_host_that_never_answers_gives_the_apology_in_time(tmp_path: 
     assert server.accepted, "the app never reached the silent server"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="make_engine keeps SQLAlchemy's 30 s pool_timeout: with every connection busy, a"
-    " request waits 30 s, past Twilio's 15 s."
-    " Fix: create_engine(..., pool_timeout=CONNECT_TIMEOUT_S)",
-)
 def test_a_request_waiting_for_a_pooled_connection_is_bounded_too(app: Flask) -> None:
     """Under load every pooled connection is busy: a step must not queue past the bound."""
     call = TwilioCall(app.test_client())
