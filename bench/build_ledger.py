@@ -40,7 +40,7 @@ from sqlalchemy.orm import Session  # noqa: E402
 from sqlalchemy.schema import CreateIndex, CreateTable  # noqa: E402
 
 from ivr.contract import with_check_digit  # noqa: E402
-from ivr.ledger import Base, Entry, balance, create_schema, make_engine  # noqa: E402
+from ivr.ledger import Base, balance, create_schema, make_engine  # noqa: E402
 
 # Bump when the generated data changes, so cached ledgers are rebuilt.
 GENERATOR_VERSION = 2
@@ -320,7 +320,7 @@ def build_sqlite(accounts: int, path: Path, progress: Progress) -> LedgerInfo:
     create_schema(engine)
     fp = fingerprint(engine, accounts)
     # Secondary indexes are cheaper to build once, sorted, than to grow row by row.
-    deferred = [i for i in Entry.__table__.indexes if not i.unique]
+    deferred = [i for i in Base.metadata.tables["entries"].indexes if not i.unique]
     with engine.begin() as conn:
         for index in deferred:
             conn.execute(text(f'DROP INDEX "{index.name}"'))
@@ -443,7 +443,7 @@ def build_postgres(
         # The marker first, empty: a build that dies half-way is still known as ours.
         conn.execute(text(f"CREATE TABLE {MARKER} (info TEXT NOT NULL)"))
     create_schema(engine)
-    deferred = [i for i in Entry.__table__.indexes if not i.unique]
+    deferred = [i for i in Base.metadata.tables["entries"].indexes if not i.unique]
     with engine.begin() as conn:
         for index in deferred:
             conn.execute(text(f'DROP INDEX "{index.name}"'))
@@ -551,15 +551,15 @@ def ensure_ledger(
     OUT.mkdir(parents=True, exist_ok=True)
     path = sqlite_path(accounts)
     now = datetime.now(UTC)
-    info = _load_meta(_meta_path(path))
-    if not force and path.exists() and info is not None:
+    cached = _load_meta(_meta_path(path))
+    if not force and path.exists() and cached is not None:
         probe = make_engine(f"sqlite:///{path}")
         fp = fingerprint(probe, accounts)
         probe.dispose()
-        if _fresh(info, fp, now) and info.url == f"sqlite:///{path}":
+        if _fresh(cached, fp, now) and cached.url == f"sqlite:///{path}":
             print(f"{label}: reusing {path.relative_to(ROOT)}", file=sys.stderr)
-            _refresh_sqlite(info)
-            return info
+            _refresh_sqlite(cached)
+            return cached
     print(f"{label}: building {path.relative_to(ROOT)}", file=sys.stderr)
     info = build_sqlite(accounts, path, terminal_progress(label))
     _refresh_sqlite(info)

@@ -33,52 +33,51 @@ def _swap(owner: Any, name: str, new: Any) -> Undo:
     return lambda: setattr(owner, name, old)
 
 
-def one_balance_per_step() -> Undo:
-    """flow.py: `_contract_entry` looks the balance up, then `_tell_balance` looks it up
-    again; pass the amount found to `_tell_balance` instead (here: remember it per step)."""
-    from ivr import app
-
-    original = app.SessionLedger.balance
-
-    def balance(self: Any, contract: str, at: datetime) -> Decimal | None:
-        memo = self.__dict__.setdefault("_bench_memo", {})
-        key = (contract, at)
-        if key not in memo:
-            memo[key] = original(self, contract, at)
-        result: Decimal | None = memo[key]
-        return result
-
-    return _swap(app.SessionLedger, "balance", balance)
-
-
 def core_queries() -> Undo:
-    """ledger.py: run the balance as ONE statement (accounts LEFT JOIN entries, the
-    covering index serves it) and the lockout count, both built once at import with
-    bindparams and executed on the session's Connection, not through the ORM."""
+    """ledger.py: build the read queries once, at import, with bindparams, and run them on
+    the session's Connection (Core) instead of building an ORM select per call and
+    running it through `Session.scalar`. Patches whichever of `find_account`,
+    `account_balance`, `balance` (one statement: accounts LEFT JOIN entries) and
+    `failed_lookups_since` the app has."""
     from ivr import ledger
 
     at_type = ledger.Entry.__table__.c.posted_at.type
+    account, entry = ledger.Account.__table__, ledger.Entry.__table__
+    find_sql = select(account.c.id).where(account.c.contract == bindparam("contract"))
+    sum_sql = select(func.coalesce(func.sum(entry.c.amount), 0)).where(
+        entry.c.account_id == bindparam("account"),
+        entry.c.posted_at <= bindparam("at", type_=at_type),
+    )
     balance_sql = (
-        select(ledger.Account.id, func.coalesce(func.sum(ledger.Entry.amount), 0))
-        .select_from(ledger.Account)
+        select(account.c.id, func.coalesce(func.sum(entry.c.amount), 0))
+        .select_from(account)
         .outerjoin(
-            ledger.Entry,
+            entry,
             and_(
-                ledger.Entry.account_id == ledger.Account.id,
-                ledger.Entry.posted_at <= bindparam("at", type_=at_type),
+                entry.c.account_id == account.c.id,
+                entry.c.posted_at <= bindparam("at", type_=at_type),
             ),
         )
-        .where(ledger.Account.contract == bindparam("contract"))
-        .group_by(ledger.Account.id)
+        .where(account.c.contract == bindparam("contract"))
+        .group_by(account.c.id)
     )
-    table = ledger.FailedLookup.__table__
+    failed = ledger.FailedLookup.__table__
     failures_sql = (
         select(func.count())
-        .select_from(table)
+        .select_from(failed)
         .where(
-            table.c.caller == bindparam("caller"), table.c.at >= bindparam("since", type_=at_type)
+            failed.c.caller == bindparam("caller"),
+            failed.c.at >= bindparam("since", type_=at_type),
         )
     )
+
+    def find_account(session: Session, contract: str) -> int | None:
+        found: int | None = session.connection().scalar(find_sql, {"contract": contract})
+        return found
+
+    def account_balance(session: Session, account_id: int, at: datetime) -> Decimal:
+        total = session.connection().scalar(sum_sql, {"account": account_id, "at": at})
+        return ledger._as_money(total)
 
     def balance(session: Session, contract: str, at: datetime) -> Decimal | None:
         row = session.connection().execute(balance_sql, {"contract": contract, "at": at}).first()
@@ -88,10 +87,13 @@ def core_queries() -> Undo:
         count = session.connection().scalar(failures_sql, {"caller": caller, "since": since})
         return int(count or 0)
 
-    undo = [
-        _swap(ledger, "balance", balance),
-        _swap(ledger, "failed_lookups_since", failed_lookups_since),
-    ]
+    replacements = {
+        "find_account": find_account,
+        "account_balance": account_balance,
+        "balance": balance,
+        "failed_lookups_since": failed_lookups_since,
+    }
+    undo = [_swap(ledger, name, new) for name, new in replacements.items() if hasattr(ledger, name)]
 
     def undo_all() -> None:
         for u in undo:
@@ -122,7 +124,7 @@ def core_call_log() -> Undo:
     wrapped in two `PRAGMA busy_timeout` statements per write (ledger.lock_wait)."""
     from ivr import calllog, ledger
 
-    statement = insert(ledger.CallStep.__table__)
+    statement = insert(ledger.Base.metadata.tables["call_steps"])
     original = calllog.record_step
     engines: dict[str, Engine] = {}
 
@@ -190,7 +192,7 @@ def cached_digit_words() -> Undo:
     made once (from the same library) instead of asking pytils/inflect for every digit."""
     from ivr import flow
 
-    original = flow.digits_in_words
+    original: Callable[[str, str], str] = getattr(flow, "digits_in_words")  # noqa: B009
 
     @functools.lru_cache(maxsize=64)
     def word(digit: str, lang: str) -> str:
@@ -205,7 +207,6 @@ def cached_digit_words() -> Undo:
 
 
 PATCHES: Mapping[str, Callable[[], Undo]] = {
-    "one_balance_per_step": one_balance_per_step,
     "core_queries": core_queries,
     "sqlite_synchronous_normal": sqlite_synchronous_normal,
     "core_call_log": core_call_log,

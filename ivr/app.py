@@ -19,7 +19,7 @@ from twilio.request_validator import RequestValidator
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from ivr import calllog, flow, ledger, logs, twiml
+from ivr import calllog, flow, ledger, logs, money, twiml
 from ivr.contract import mask
 from ivr.errors import ConfigError
 from ivr.money import LANGUAGES
@@ -76,6 +76,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         public_url=app.config["PUBLIC_URL"],
     )
     app.extensions["ivr"] = hotline
+    money.preload()  # a server pays the slow import at start, not a caller
     # Contract numbers and the token stay out of every log line, ours or a library's.
     logs.install([app.config["AUTH_TOKEN"]])
     proxies = _proxy_count(app.config["PROXY_FIX"])

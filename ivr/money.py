@@ -26,10 +26,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final
 
-import inflect
 from pytils import numeral
 
-__all__ = ["LANGUAGES", "amount_in_words", "digits_in_words"]
+__all__ = ["LANGUAGES", "amount_in_words", "digits_in_words", "preload"]
 
 _KOPECKS_PER_RUBLE: Final = 100
 _DIGITS: Final = re.compile(r"[0-9]+")
@@ -59,10 +58,19 @@ def _en_number(number: int) -> str:
     # "billion". An engine costs well under a microsecond to make. The number goes in
     # as a string of digits, which inflect also takes: its annotation, numbers.Number,
     # is one mypy cannot match to int.
+    # Imported here: inflect takes over a second to import (its typeguard decorators),
+    # which every `ivr` command and server worker would pay even without English.
+    import inflect
+
     words = inflect.engine().number_to_words(str(number), andword="", comma="")
     # With wantlist=False (the default) inflect returns one string.
     assert isinstance(words, str)
     return words
+
+
+def preload() -> None:
+    """Import the words libraries now, so that no caller waits for the first import."""
+    import inflect  # noqa: F401
 
 
 def _en_amount(rubles: int, kopecks: int) -> str:

@@ -15,6 +15,7 @@ is the same, since a voice speaks one language).
 
 from __future__ import annotations
 
+import functools
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ UNKNOWN_CALLER = "unknown"  # anonymous or unparsable callers share one lockout 
 HOTLINE_KEYS = ("language", "voice", "operator")
 
 
+@functools.lru_cache(maxsize=4096)  # every step parses the same few numbers again
 def e164(raw: str | None, region: str = DEFAULT_REGION) -> str | None:
     """Normalise a phone number to E.164, or return None when it is not a number."""
     if not raw:

@@ -186,7 +186,7 @@ def test_the_status_callback_records_how_the_call_ended(
 
 
 def test_the_table_refuses_a_whole_contract_number(app: Flask) -> None:
-    with Session(engine_of(app)) as session:
+    with Session(engine_of(app)) as session, pytest.raises(IntegrityError):
         ledger.record_call_step(
             session,
             call_sid="CA1",
@@ -197,8 +197,7 @@ def test_the_table_refuses_a_whole_contract_number(app: Flask) -> None:
             outcome="balance_told",
             masked_contract=KNOWN,
         )
-        with pytest.raises(IntegrityError):
-            session.flush()
+        session.flush()
 
 
 @pytest.mark.parametrize(
