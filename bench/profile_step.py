@@ -157,78 +157,12 @@ def watched(stats: pstats.Stats, requests: int) -> list[tuple[str, float, int]]:
     return rows
 
 
-def what_if(url: str, accounts: int, n: int, rounds: int = 4) -> int:
-    """Time both steps as the app is, then with each proposed change added in turn.
-
-    The configurations take turns, round by round (order alternating), so a busy moment
-    of the machine does not land on one of them only.
-    """
-    import whatif
-
-    from ivr import create_app
-
-    names = ["as is", *whatif.PATCHES]
-    deepest = deepest_requests(accounts, n)
-    firsts = first_requests(n)
-    per = max(1, n // rounds)
-    times: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in names}
-    for round_no in range(rounds):
-        order = range(len(names)) if round_no % 2 == 0 else range(len(names) - 1, -1, -1)
-        for k in order:
-            undo = whatif.apply(names[1 : k + 1])
-            try:
-                app = create_app({"DATABASE_URL": url, "AUTH_TOKEN": TOKEN, "PUBLIC_URL": BASE})
-                client = app.test_client()
-                deep, first = make_caller(client, "рубл"), make_caller(client, "<Gather")
-                for r in deepest[:100]:
-                    deep(r)
-                for r in firsts[:100]:
-                    first(r)
-                chunk = slice(round_no * per, (round_no + 1) * per)
-                times[names[k]][0].extend(timed(deep, deepest[chunk]))
-                times[names[k]][1].extend(timed(first, firsts[chunk]))
-                app.extensions["ivr"].engine.dispose()
-            finally:
-                for u in reversed(undo):
-                    u()
-    print(f"per request through Flask's test client, {per * rounds} requests each, {rounds} rounds")
-    print(f"{'with (cumulative)':40} {'deepest p50':>12} {'mean':>8} {'first p50':>10} {'mean':>8}")
-    for name in names:
-        d, f = times[name]
-        label = name if name == "as is" else f"+ {name}"
-        print(
-            f"{label:40} {median(d):9.2f} ms {sum(d) / len(d):5.2f} ms"
-            f" {median(f):7.2f} ms {sum(f) / len(f):5.2f} ms"
-        )
-    return 0
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--accounts", type=int, default=1_000_000)
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--database-url", help="profile against this ledger instead")
-    parser.add_argument(
-        "--what-if",
-        action="store_true",
-        help="instead: time the step with each change of bench/whatif.py added in turn",
-    )
-    parser.add_argument(
-        "--patches",
-        metavar="NAMES",
-        help="profile with these bench/whatif.py changes applied (comma-separated, or all)",
-    )
     args = parser.parse_args(argv)
-    if args.patches:
-        import whatif
-
-        names = list(whatif.PATCHES) if args.patches == "all" else args.patches.split(",")
-        whatif.apply(names)
-        print(f"with bench/whatif.py patches: {', '.join(names)}")
-    if args.what_if:
-        url = args.database_url or build_ledger.ensure_ledger(args.accounts).url
-        return what_if(url, args.accounts, args.requests)
-
     print(import_cost())
     url = args.database_url or build_ledger.ensure_ledger(args.accounts).url
     started = time.perf_counter()

@@ -1,0 +1,5 @@
+"""Run the `ivr` command as `python -m ivr`."""
+
+from ivr.cli import main
+
+main()
