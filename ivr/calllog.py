@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Engine
-from sqlalchemy.orm import Session
 
 from ivr import ledger
 from ivr.contract import mask
@@ -54,10 +53,10 @@ def masked_contract(digits: str | None) -> str | None:
 def record_step(engine: Engine, step: Step) -> bool:
     """Store one step; on any failure log it and return False instead of raising."""
     try:
-        with Session(engine) as session:
-            with ledger.lock_wait(session, ledger.CALL_LOG_WAIT_MS):
+        with engine.begin() as connection:
+            with ledger.lock_wait(connection, ledger.CALL_LOG_WAIT_MS):
                 ledger.record_call_step(
-                    session,
+                    connection,
                     call_sid=_sid(step.call_sid),
                     caller=step.caller,
                     at=step.at,
@@ -66,8 +65,6 @@ def record_step(engine: Engine, step: Step) -> bool:
                     outcome=step.outcome,
                     masked_contract=masked_contract(step.contract),
                 )
-                session.flush()
-            session.commit()
     except Exception as exc:
         log.warning(
             "call %s: the call log missed a step (%s -> %s): %s",
@@ -90,18 +87,16 @@ def record_end(
 ) -> bool:
     """Store the status Twilio reported for a call; on any failure log it and return False."""
     try:
-        with Session(engine) as session:
-            with ledger.lock_wait(session, ledger.CALL_LOG_WAIT_MS):
+        with engine.begin() as connection:
+            with ledger.lock_wait(connection, ledger.CALL_LOG_WAIT_MS):
                 ledger.record_call_end(
-                    session,
+                    connection,
                     call_sid=_sid(call_sid),
                     caller=caller,
                     at=at,
                     status=status[:20],
                     duration_s=duration_s,
                 )
-                session.flush()
-            session.commit()
     except Exception as exc:
         log.warning("call %s: the call log missed its end (%s): %s", call_sid, status, reason(exc))
         return False

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
+    Connection,
     DateTime,
     Dialect,
     Engine,
@@ -328,28 +329,30 @@ def failed_lookups_since(session: Session, caller: str, since: datetime) -> int:
 
 
 @contextmanager
-def lock_wait(session: Session, ms: int) -> Iterator[None]:
-    """Make the session's statements inside the block give up after waiting `ms` for a lock.
+def lock_wait(connection: Connection, ms: int) -> Iterator[None]:
+    """Make the statements inside the block give up after waiting `ms` for a lock.
 
-    Flush inside the block and commit after it: the bound covers what the block sends.
-    PostgreSQL: a statement timeout local to the transaction. SQLite: the connection's
-    busy timeout, put back to the engine's bound when the block ends.
+    Commit after the block: the bound covers what the block sends. PostgreSQL: a
+    statement timeout local to the transaction. SQLite: the connection's busy timeout,
+    put back to the engine's bound when the block ends.
     """
-    dialect = session.get_bind().dialect.name
+    dialect = connection.dialect.name
     if dialect == "postgresql":
-        session.execute(select(func.set_config("statement_timeout", str(int(ms)), True)))
+        connection.execute(select(func.set_config("statement_timeout", str(int(ms)), True)))
         yield
         return
     if dialect != "sqlite":
         yield
         return
-    connection = session.connection()
-    connection.exec_driver_sql(f"PRAGMA busy_timeout = {int(ms)}")
+    # On the driver's connection: two PRAGMAs through SQLAlchemy cost more than the row.
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    driver.execute(f"PRAGMA busy_timeout = {int(ms)}")
     try:
         yield
     finally:
         try:
-            connection.exec_driver_sql(f"PRAGMA busy_timeout = {QUERY_TIMEOUT_MS}")
+            driver.execute(f"PRAGMA busy_timeout = {QUERY_TIMEOUT_MS}")
         except Exception:
             # A connection that cannot take a PRAGMA must not go back to the pool
             # with the short wait; drop it instead.
@@ -358,7 +361,7 @@ def lock_wait(session: Session, ms: int) -> Iterator[None]:
 
 
 def record_call_step(
-    session: Session,
+    executor: Connection | Session,
     *,
     call_sid: str,
     caller: str,
@@ -371,7 +374,7 @@ def record_call_step(
     """Add one step to the call log; the contract must already be masked."""
     # A Core INSERT, sent at once: every step writes one, and the ORM's unit of work
     # cost more than the row.
-    session.connection().execute(
+    executor.execute(
         insert(CallStep),
         {
             "call_sid": call_sid,
@@ -386,7 +389,7 @@ def record_call_step(
 
 
 def record_call_end(
-    session: Session,
+    executor: Connection | Session,
     *,
     call_sid: str,
     caller: str,
@@ -395,8 +398,15 @@ def record_call_end(
     duration_s: int | None,
 ) -> None:
     """Add a status Twilio reported for a call to the call log."""
-    session.add(
-        CallEnd(call_sid=call_sid, caller=caller, at=at, status=status, duration_s=duration_s)
+    executor.execute(
+        insert(CallEnd),
+        {
+            "call_sid": call_sid,
+            "caller": caller,
+            "at": at,
+            "status": status,
+            "duration_s": duration_s,
+        },
     )
 
 
