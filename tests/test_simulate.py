@@ -17,24 +17,26 @@ from flask import Flask, Response, request
 from twilio.request_validator import RequestValidator
 from werkzeug.serving import make_server
 
-from ivr import simulate
-from ivr.simulate import (
+from ivr import dtmf_script, simulate
+from ivr.dtmf_script import (
     Call,
-    CallSession,
-    Event,
     Expect,
     ExpectDial,
     ExpectHangup,
     ExpectNot,
-    HttpTransport,
-    InProcessTransport,
     Press,
     ScriptError,
-    ScriptResult,
     Silence,
-    Transport,
     parse_script,
     parse_text,
+)
+from ivr.simulate import (
+    CallSession,
+    Event,
+    HttpTransport,
+    InProcessTransport,
+    ScriptResult,
+    Transport,
     run_interactive,
     run_script,
 )
@@ -148,7 +150,7 @@ def test_parse_every_step_into_its_dataclass() -> None:
 
 def test_parse_call_defaults_and_escaped_quotes() -> None:
     script = parse_text('call\nexpect "say \\"hi\\" \\\\ bye"\n')
-    assert script.steps[0] == Call(1, "call", simulate.DEFAULT_FROM, simulate.DEFAULT_TO)
+    assert script.steps[0] == Call(1, "call", dtmf_script.DEFAULT_FROM, dtmf_script.DEFAULT_TO)
     assert script.steps[1] == Expect(2, 'expect "say \\"hi\\" \\\\ bye"', 'say "hi" \\ bye')
 
 
@@ -484,7 +486,10 @@ def test_twilio_parameters_are_sent() -> None:
     assert "Digits" not in first and second["Digits"] == "1"
     assert second["CallSid"] == first["CallSid"]
     assert other_call["CallSid"] != first["CallSid"]
-    assert (other_call["From"], other_call["To"]) == (simulate.DEFAULT_FROM, simulate.DEFAULT_TO)
+    assert (other_call["From"], other_call["To"]) == (
+        dtmf_script.DEFAULT_FROM,
+        dtmf_script.DEFAULT_TO,
+    )
 
 
 def test_requests_are_signed_when_the_token_is_known() -> None:
