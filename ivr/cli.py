@@ -3,21 +3,28 @@
 from __future__ import annotations
 
 import contextlib
+import difflib
 import logging
 import os
+import shutil
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import click
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
+from werkzeug.serving import run_simple
 
-from ivr import ledger
+from ivr import audio, calllog, flow, ledger, logs, prompts, stats
 from ivr.app import DEFAULT_DATABASE_URL, DEMO_LEDGER, PROJECT_ROOT, create_app
-from ivr.contract import Verdict, verdict
+from ivr.contract import CONTRACT_LENGTH, Verdict, verdict
 from ivr.errors import IvrError
+from ivr.money import amount_in_words, digits_in_words
+from ivr.simulate import call_command, simulate_command
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -81,8 +88,6 @@ def serve(host: str, port: int, insecure: bool, database_url: str) -> None:
         ledger.create_schema(engine)  # an older ledger gets the tables added since
     if report is not None:
         click.echo(f"Created the demo ledger ({report.rows} entries) at {database_url}", err=True)
-    from werkzeug.serving import run_simple
-
     app = create_app({"DATABASE_URL": database_url})
     click.echo(f"Hotline webhooks at http://{host}:{port}/voice", err=True)
     run_simple(host, port, app, threaded=True)
@@ -188,9 +193,6 @@ def prompts_check(folder: Path | None) -> None:
     FOLDER defaults to $IVR_PROMPTS_DIR, else prompts/. Each fault is printed as
     FILE:LINE: message.
     """
-    # Imported in the command, as `_register_tester_commands` does: the group stands alone.
-    from ivr import flow, prompts
-
     folder = folder or DEFAULT_PROMPTS
     found = prompts.check_folder(folder, flow.PHRASES, flow.LANGUAGES)
     for fault in found.faults:
@@ -229,11 +231,6 @@ def prompts_say(
     folder: Path | None,
 ) -> None:
     """Print PHRASE as the hotline says it, filled in; -o also speaks it into a .wav file."""
-    import difflib
-    import shutil
-
-    from ivr import audio, flow, prompts
-
     folder = folder or DEFAULT_PROMPTS
     language = language or flow.LANGUAGES[0]
     path = folder / f"{language}.toml"
@@ -275,11 +272,6 @@ def _sample_values(
     needs: frozenset[str], language: str, amount: str | None, contract: str | None
 ) -> dict[str, str]:
     """Fill a phrase's placeholders as the flow would, from the options or sample values."""
-    from decimal import Decimal, InvalidOperation
-
-    from ivr.contract import CONTRACT_LENGTH
-    from ivr.money import amount_in_words, digits_in_words
-
     for name, given in (("amount", amount), ("contract", contract)):
         if given is not None and name not in needs:
             click.echo(f"note: this phrase has no {{{name}}}; --{name} is not used", err=True)
@@ -311,10 +303,6 @@ def _sample_values(
 @database_option
 def stats_command(day: datetime | None, database_url: str) -> None:
     """Print a day's calls from the call log: outcomes, and where callers gave up."""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from ivr import calllog, logs, stats
-
     logs.install()
     engine = ledger.make_engine(database_url)
     # The URL as SQLAlchemy prints it: without the password.
@@ -332,11 +320,5 @@ def stats_command(day: datetime | None, database_url: str) -> None:
     click.echo(stats.render(report))
 
 
-def _register_tester_commands() -> None:
-    from ivr.simulate import call_command, simulate_command
-
-    main.add_command(simulate_command, "simulate")
-    main.add_command(call_command, "call")
-
-
-_register_tester_commands()
+main.add_command(simulate_command, "simulate")
+main.add_command(call_command, "call")
