@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from flask import Flask, Response, abort, current_app, g, jsonify, request, send_file
+from flask import Flask, Response, abort, current_app, g, jsonify, request, send_file, url_for
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -255,7 +255,7 @@ def answer_step() -> Response:
 def answer_fallback() -> Response:
     """Apologise without touching the ledger (Twilio's fallback URL)."""
     settings = hotline().settings.for_number(request.form.get("To"))
-    return _xml(twiml.apology(_prompts_or_none(settings.language)))
+    return _xml(twiml.apology(_prompts_or_none(settings.language), _audio_url))
 
 
 def record_status() -> Response:
@@ -350,8 +350,17 @@ def _twiml(reply: flow.Reply, lang: str) -> Response:
         prompts_for=_prompts_for,
         action_url=_action_url,
         operator=g.get("ivr_operator"),
+        audio_url=_audio_url,
     )
     return _xml(document)
+
+
+def _audio_url(file: str, version: int) -> str:
+    """Build the absolute URL Twilio fetches a recorded phrase from."""
+    # `v` changes with the file, so Twilio, which caches what it plays, fetches a new take;
+    # the base is the public URL behind a proxy, else the host the request came to.
+    path = url_for("prompt_audio", file=file, v=version)
+    return (hotline().public_url or request.host_url.rstrip("/")) + path
 
 
 def _action_url(call: flow.Call) -> str:
@@ -382,7 +391,7 @@ def _apologise(error: Exception) -> Response | HTTPException:
         return error
     log.error("a webhook failed, the caller hears the apology: %s", _describe(error))
     language = request.args.get("l") or hotline().settings.default.language
-    document = twiml.apology(_prompts_or_none(language))
+    document = twiml.apology(_prompts_or_none(language), _audio_url)
     # When the database is what failed, another write to it would only add its timeout
     # to the caller's wait; the line above is the record.
     if request.endpoint in ("answer_call", "answer_step") and not isinstance(

@@ -9,6 +9,9 @@ from twilio.twiml.voice_response import Gather, VoiceResponse
 from ivr.flow import Call, Line, Reply
 from ivr.prompts import PromptSet
 
+# (file, version) -> the absolute URL Twilio fetches a recorded phrase from.
+AudioUrl = Callable[[str, int], str]
+
 # Said when even the prompt files cannot be read: both languages, no voice attribute.
 LAST_RESORT_APOLOGY = (
     "Извините, произошла техническая ошибка. Sorry, something went wrong. Please call again later."
@@ -21,11 +24,12 @@ def render(
     prompts_for: Callable[[str], PromptSet],
     action_url: Callable[[Call], str],
     operator: str | None,
+    audio_url: AudioUrl | None = None,
 ) -> str:
     """Build the TwiML document for one step of a call in language `lang`."""
     response = VoiceResponse()
     prompts = prompts_for(reply.next.lang if reply.next else lang)
-    _say(response, prompts, reply.lines)
+    _say(response, prompts, reply.lines, audio_url)
     if reply.dial_operator and operator:
         response.dial(operator)
     elif reply.next is not None and reply.gather is not None:
@@ -38,7 +42,7 @@ def render(
             finish_on_key=reply.gather.finish_on_key,
             timeout=reply.gather.timeout_s,
         )
-        _say(gather, prompts, reply.prompt)
+        _say(gather, prompts, reply.prompt, audio_url)
         # A Gather that times out with no keys falls through to here, and the step
         # without Digits counts as silence.
         response.redirect(url, method="POST")
@@ -47,11 +51,11 @@ def render(
     return str(response)
 
 
-def apology(prompts: PromptSet | None) -> str:
+def apology(prompts: PromptSet | None, audio_url: AudioUrl | None = None) -> str:
     """Build the short apology and hangup said when anything goes wrong inside."""
     response = VoiceResponse()
     if prompts is not None and "apology" in prompts.phrases:
-        _say(response, prompts, (Line("apology"),))
+        _say(response, prompts, (Line("apology"),), audio_url)
     else:
         response.say(LAST_RESORT_APOLOGY)
     response.hangup()
@@ -63,27 +67,20 @@ def empty() -> str:
     return str(VoiceResponse())
 
 
-def _say(target: VoiceResponse | Gather, prompts: PromptSet, lines: Iterable[Line]) -> None:
-    """Speak each line: a recorded phrase with <Play>, any other with <Say> in the set's voice."""
+def _say(
+    target: VoiceResponse | Gather,
+    prompts: PromptSet,
+    lines: Iterable[Line],
+    audio_url: AudioUrl | None,
+) -> None:
+    """Speak each line: a recorded phrase with <Play>, any other with <Say> in the set's voice.
+
+    Without `audio_url` (no web request to build a URL from) a recording's transcript is said.
+    """
     for line in lines:
         recording = prompts.audio.get(line.phrase)
-        url = _audio_url(recording.file, recording.version) if recording else None
-        if url is not None:
-            target.play(url)
+        if recording is not None and audio_url is not None:
+            target.play(audio_url(recording.file, recording.version))
         else:
             text = prompts.render(line.phrase, line.values)
             target.say(text, voice=prompts.voice, language=prompts.language)
-
-
-def _audio_url(file: str, version: int) -> str | None:
-    """Build the absolute URL Twilio fetches a recording from; None outside a web request."""
-    # Flask is asked here only: a recording's URL is the one part of a document that depends
-    # on where the request came in (IVR_PUBLIC_URL behind a proxy, else the Host header).
-    from flask import current_app, has_request_context, request, url_for
-
-    if not has_request_context():
-        return None
-    # `v` changes with the file, so Twilio, which caches what it plays, fetches a new take.
-    path = url_for("prompt_audio", file=file, v=version)
-    base = current_app.config.get("PUBLIC_URL") or request.host_url
-    return str(base).rstrip("/") + path
