@@ -24,6 +24,7 @@ from ivr.contract import mask
 from ivr.errors import ConfigError
 from ivr.money import LANGUAGES
 from ivr.prompts import AUDIO_TYPES, PromptLibrary, PromptSet
+from ivr.settings import Hotline as DialedLine
 from ivr.settings import Settings, caller_id, load_settings
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = f"sqlite:///{PROJECT_ROOT / 'data' / 'ledger.sqlite3'}"
 DEMO_LEDGER = PROJECT_ROOT / "data" / "demo_ledger.csv"
+DEFAULT_PROMPTS_DIR = PROJECT_ROOT / "prompts"
 TWIML = "text/xml"
 
 # Environment variable -> config key, read over the defaults and under a test mapping.
@@ -53,7 +55,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         DATABASE_URL=DEFAULT_DATABASE_URL,
         AUTH_TOKEN=None,
         PUBLIC_URL=None,
-        PROMPTS_DIR=str(PROJECT_ROOT / "prompts"),
+        PROMPTS_DIR=str(DEFAULT_PROMPTS_DIR),
         SETTINGS_FILE=str(PROJECT_ROOT / "data" / "hotline.toml"),
         LOCKOUT_FAILURES=5,
         LOCKOUT_MINUTES=60,
@@ -225,10 +227,10 @@ def _check_signature() -> Response | None:
 
 def answer_call() -> Response:
     """Answer a new call with the greeting and the main menu."""
-    settings = hotline().settings.for_number(request.form.get("To"))
+    language = dialed_line().language
     with StepContext() as ctx:
-        reply = flow.start(settings.language, ctx)
-    response = _twiml(reply, settings.language)
+        reply = flow.start(language, ctx)
+    response = _twiml(reply, language)
     _log_step(ctx, None, reply)
     return response
 
@@ -254,8 +256,7 @@ def answer_step() -> Response:
 
 def answer_fallback() -> Response:
     """Apologise without touching the ledger (Twilio's fallback URL)."""
-    settings = hotline().settings.for_number(request.form.get("To"))
-    return _xml(twiml.apology(_prompts_or_none(settings.language), _audio_url))
+    return _xml(twiml.apology(_prompts_or_none(dialed_line().language), _audio_url))
 
 
 def record_status() -> Response:
@@ -309,13 +310,11 @@ class StepContext:
     def __enter__(self) -> flow.Context:
         state = hotline()
         self.session = Session(state.engine)
-        settings = state.settings.for_number(request.form.get("To"))
-        g.ivr_operator = settings.operator
         return flow.Context(
             caller=caller_id(request.form.get("From")),
             now=datetime.now(UTC),
             ledger=SessionLedger(self.session),
-            operator_available=settings.operator is not None,
+            operator_available=dialed_line().operator is not None,
             limits=state.limits,
         )
 
@@ -327,18 +326,45 @@ class StepContext:
             self.session.close()
 
 
+def dialed_line() -> DialedLine:
+    """Return the settings of the number this request's caller dialed, read once a request."""
+    if "ivr_line" not in g:
+        g.ivr_line = hotline().settings.for_number(request.form.get("To"))
+    line: DialedLine = g.ivr_line
+    return line
+
+
 def _log_step(ctx: flow.Context, state: flow.State | None, reply: flow.Reply) -> None:
     """Keep the step in the call log (never raises)."""
+    _record_step(
+        caller=ctx.caller,
+        at=ctx.now,
+        state=state.value if state is not None else None,
+        next_state=reply.next.state.value if reply.next is not None else None,
+        outcome=reply.outcome.value,
+        contract=reply.contract,
+    )
+
+
+def _record_step(
+    *,
+    caller: str,
+    at: datetime,
+    state: str | None,
+    next_state: str | None,
+    outcome: str,
+    contract: str | None = None,
+) -> None:
     calllog.record_step(
         hotline().engine,
         calllog.Step(
             call_sid=request.form.get("CallSid") or calllog.UNKNOWN_CALL,
-            caller=ctx.caller,
-            at=ctx.now,
-            state=state.value if state is not None else None,
-            next_state=reply.next.state.value if reply.next is not None else None,
-            outcome=reply.outcome.value,
-            contract=reply.contract,
+            caller=caller,
+            at=at,
+            state=state,
+            next_state=next_state,
+            outcome=outcome,
+            contract=contract,
         ),
     )
 
@@ -349,7 +375,7 @@ def _twiml(reply: flow.Reply, lang: str) -> Response:
         lang,
         prompts_for=_prompts_for,
         action_url=_action_url,
-        operator=g.get("ivr_operator"),
+        operator=dialed_line().operator,
         audio_url=_audio_url,
     )
     return _xml(document)
@@ -373,8 +399,8 @@ def _xml(document: str) -> Response:
 
 def _prompts_for(language: str) -> PromptSet:
     """Return the prompts of a language, in the voice the dialed hotline asks for."""
-    line = hotline().settings.for_number(request.form.get("To"))
-    return hotline().prompts.get(language).with_voice(line.voice_for(language))
+    voice = dialed_line().voice_for(language)
+    return hotline().prompts.get(language).with_voice(voice)
 
 
 def _prompts_or_none(language: str) -> PromptSet | None:
@@ -407,16 +433,12 @@ def _log_apology() -> None:
         state: str | None = flow.State(request.args.get("s")).value
     except ValueError:
         state = None  # a missing or unreadable state; never store what the URL held
-    calllog.record_step(
-        hotline().engine,
-        calllog.Step(
-            call_sid=request.form.get("CallSid") or calllog.UNKNOWN_CALL,
-            caller=caller_id(request.form.get("From")),
-            at=datetime.now(UTC),
-            state=state,
-            next_state=None,
-            outcome=calllog.APOLOGY,
-        ),
+    _record_step(
+        caller=caller_id(request.form.get("From")),
+        at=datetime.now(UTC),
+        state=state,
+        next_state=None,
+        outcome=calllog.APOLOGY,
     )
 
 

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from werkzeug.serving import run_simple
 
 from ivr import audio, calllog, flow, ledger, logs, prompts, stats
-from ivr.app import DEFAULT_DATABASE_URL, DEMO_LEDGER, PROJECT_ROOT, create_app
+from ivr.app import DEFAULT_DATABASE_URL, DEFAULT_PROMPTS_DIR, DEMO_LEDGER, create_app
 from ivr.contract import CONTRACT_LENGTH, Verdict, verdict
 from ivr.errors import IvrError
 from ivr.money import amount_in_words, digits_in_words
@@ -173,7 +173,6 @@ def ledger_balance(contract: str, at: datetime | None, database_url: str) -> Non
 
 # --- prompts ----------------------------------------------------------------------------
 
-DEFAULT_PROMPTS = PROJECT_ROOT / "prompts"
 SAMPLE_AMOUNT = "123.45"
 SAMPLE_CONTRACT = "590000000018"
 
@@ -193,7 +192,7 @@ def prompts_check(folder: Path | None) -> None:
     FOLDER defaults to $IVR_PROMPTS_DIR, else prompts/. Each fault is printed as
     FILE:LINE: message.
     """
-    folder = folder or DEFAULT_PROMPTS
+    folder = folder or DEFAULT_PROMPTS_DIR
     found = prompts.check_folder(folder, flow.PHRASES, flow.LANGUAGES)
     for fault in found.faults:
         click.echo(str(fault))
@@ -231,7 +230,7 @@ def prompts_say(
     folder: Path | None,
 ) -> None:
     """Print PHRASE as the hotline says it, filled in; -o also speaks it into a .wav file."""
-    folder = folder or DEFAULT_PROMPTS
+    folder = folder or DEFAULT_PROMPTS_DIR
     language = language or flow.LANGUAGES[0]
     path = folder / f"{language}.toml"
     if not path.is_file():
