@@ -295,16 +295,11 @@ def contract_of(session: Session, account_id: int) -> str | None:
 
 def account_balance(session: Session, account_id: int, at: datetime) -> Decimal:
     """Return an account's balance as of `at`: the sum of its entries posted by then."""
+    # SUM and COALESCE keep the column's Money type, so the driver's kopecks (SQLite) or
+    # numeric (PostgreSQL) come back as rubles quantized to kopecks.
     total = session.connection().scalar(_ACCOUNT_BALANCE, {"account": account_id, "at": at})
-    return _as_money(total)
-
-
-def _as_money(total: Any) -> Decimal:
-    """Turn a SUM the driver returned (kopecks on SQLite, numeric elsewhere) into rubles."""
-    # SUM over a decorated column loses the decorator on some dialects; normalise here.
-    if isinstance(total, int):
-        return Decimal(total).scaleb(-2).quantize(KOPECK)
-    return Decimal(total).quantize(KOPECK)
+    assert isinstance(total, Decimal)  # COALESCE: never NULL
+    return total
 
 
 def record_failed_lookup(session: Session, caller: str, at: datetime) -> None:
