@@ -532,6 +532,7 @@ def import_csv(
         accounts_before = _count(session, Account)
         entries_before = _count(session, Entry)
         account_ids = _ensure_accounts(session, contracts)
+        insert_new = _insert_ignoring_duplicates(session, Entry, "entry_key")
         done = 0
         batch: list[dict[str, Any]] = []
         for _line, row in read_csv(path):
@@ -545,8 +546,9 @@ def import_csv(
                     "entry_key": row.key,
                 }
             )
+            # The last batch goes when the row count of the first pass is reached.
             if len(batch) >= BATCH_ROWS or done + len(batch) == total:
-                session.execute(_insert_ignoring_duplicates(session, Entry, "entry_key"), batch)
+                session.execute(insert_new, batch)
                 done += len(batch)
                 batch.clear()
                 if progress:
