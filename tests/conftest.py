@@ -36,11 +36,18 @@ def fresh_schema(engine: Engine) -> None:
     ledger.create_schema(engine)
 
 
+def engine_of(app: Flask) -> Engine:
+    """Return the ledger engine an app was created with."""
+    engine = app.extensions["ivr"].engine
+    assert isinstance(engine, Engine)
+    return engine
+
+
 @pytest.fixture
 def app(tmp_path: Path) -> Iterator[Flask]:
     """The hotline on a fresh demo ledger, with signature checking on."""
     app = create_app({"DATABASE_URL": database_url(tmp_path), "AUTH_TOKEN": AUTH_TOKEN})
-    engine = app.extensions["ivr"].engine
+    engine = engine_of(app)
     fresh_schema(engine)
     ledger.import_csv(engine, DEMO_CSV)
     yield app

@@ -17,14 +17,14 @@ from flask import Flask
 from flask.testing import FlaskClient
 from freezegun import freeze_time
 from freezegun.api import FrozenDateTimeFactory
-from sqlalchemy import Engine, select, text
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from werkzeug.serving import make_server
 
 from ivr import calllog, flow, ledger, logs, stats
 from ivr.cli import main
-from tests.conftest import AUTH_TOKEN, BASE_URL, CALLER, TwilioCall, sign
+from tests.conftest import AUTH_TOKEN, BASE_URL, CALLER, TwilioCall, engine_of, sign
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 DAY = T0.date()
@@ -39,12 +39,6 @@ def clock() -> Iterator[FrozenDateTimeFactory]:
     with freeze_time(T0) as frozen:
         assert isinstance(frozen, FrozenDateTimeFactory)
         yield frozen
-
-
-def engine_of(app: Flask) -> Engine:
-    engine = app.extensions["ivr"].engine
-    assert isinstance(engine, Engine)
-    return engine
 
 
 Row = tuple[str | None, str | None, str, str | None]

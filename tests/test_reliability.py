@@ -21,14 +21,14 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from freezegun import freeze_time
-from sqlalchemy import Engine, make_url, select, text
+from sqlalchemy import make_url, select, text
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import QueuePool
 
 from ivr import create_app, ledger
 from ivr.contract import with_check_digit
 from ivr.money import amount_in_words
-from tests.conftest import AUTH_TOKEN, DEMO_CSV, Turn, TwilioCall
+from tests.conftest import AUTH_TOKEN, DEMO_CSV, Turn, TwilioCall, engine_of
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 KNOWN = "590000000018"
@@ -38,12 +38,6 @@ APOLOGY = ["Извините, произошла техническая ошиб
 HUNG_BOUND_S = 3.0  # a correctness bound, well inside Twilio's 15-second webhook timeout
 # Tests that measure a wait run on the real clock: a frozen one would also freeze the
 # timeouts the drivers and the pool keep in Python (psycopg's connect_timeout, pool_timeout).
-
-
-def engine_of(app: Flask) -> Engine:
-    engine = app.extensions["ivr"].engine
-    assert isinstance(engine, Engine)
-    return engine
 
 
 def dialect(app: Flask) -> str:
