@@ -167,3 +167,140 @@ def digits_in_words(digits: str, lang: str) -> str:
 def _digit_word(language: _Language, digit: str) -> str:
     """Say one digit; ten words a language, asked of the library once (a hot path)."""
     return language.number(int(digit))
+
+
+# Days and dates in words, for the self-service answers after the balance (issue 10).
+# Appended below the amounts (import and __all__ included) while other modules were being
+# restructured; fold the import and the names into the top of the module on merge.
+
+from datetime import date, datetime  # noqa: E402
+
+__all__ += ["DAYS_SAID", "YEARS_SAID", "date_in_words", "days_in_words"]
+
+DAYS_SAID: Final = range(1, 1000)
+"""The counts `days_in_words` says; 0 and "more than a year" are the caller's sentences."""
+YEARS_SAID: Final = range(2000, 2100)
+"""The years `date_in_words` says: the years the readings it chose are natural for."""
+
+_RU_DAY: Final = ("день", "дня", "дней")
+# Written out, not calendar.month_name: that follows the process's LC_TIME locale.
+_EN_MONTHS: Final = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
+
+
+def _ru_days(days: int) -> str:
+    """Say a count of days in Russian: "двадцать один день", "два дня", "пять дней"."""
+    return str(numeral.sum_string(days, numeral.MALE, _RU_DAY))
+
+
+def _en_days(days: int) -> str:
+    """Say a count of days in English: "one day", "twenty-one days"."""
+    import inflect  # see _en_number for why here and why a fresh engine
+
+    return f"{_en_number(days)} {inflect.engine().plural_noun('day', days)}"
+
+
+def _ru_genitive_ordinal(number: int) -> str:
+    """Say an ordinal in the masculine genitive: 28 is "двадцать восьмого"."""
+    # Imported here: num2words loads all its languages (about 20 ms), which commands
+    # that never say a date need not pay. pytils has no ordinals; num2words has them
+    # in every case, and its converters keep no state, so threads may share them.
+    from num2words import num2words
+
+    return str(num2words(number, lang="ru", to="ordinal", case="genitive"))
+
+
+def _ru_date(day: date, with_year: bool) -> str:
+    """Say a date the Russian way: «двадцать восьмого ноября [две тысячи ... года]»."""
+    from pytils import dt
+
+    # MONTH_NAMES holds (abbreviation, nominative, genitive) for each month.
+    words = f"{_ru_genitive_ordinal(day.day)} {dt.MONTH_NAMES[day.month - 1][2]}"
+    if with_year:
+        words += f" {_ru_genitive_ordinal(day.year)} года"
+    return words
+
+
+def _en_date(day: date, with_year: bool) -> str:
+    """Say a date the English way: "the twenty-eighth of November[, two thousand ...]"."""
+    import inflect  # see _en_number for why here and why a fresh engine
+
+    ordinal = inflect.engine().ordinal(_en_number(day.day))
+    words = f"the {ordinal} of {_EN_MONTHS[day.month - 1]}"
+    if with_year:
+        words += f", {_en_number(day.year)}"
+    return words
+
+
+_DAYS_TABLE: Final[Mapping[str, Callable[[int], str]]] = {"ru-RU": _ru_days, "en-US": _en_days}
+_DATE_TABLE: Final[Mapping[str, Callable[[date, bool], str]]] = {
+    "ru-RU": _ru_date,
+    "en-US": _en_date,
+}
+
+
+def days_in_words(days: int, lang: str) -> str:
+    """Return a count of days in words, the unit agreeing: "два дня", "twelve days".
+
+    The words are made to follow «на» and "about": «Этого хватит примерно на {days}.»,
+    "That should last about {days}.". «день» is masculine and inanimate, so after «на»
+    (the accusative) it reads as the nominative that pytils gives: «на один день», «на
+    двадцать один день», «на два дня», «на пять дней». English: "one day", "twenty-one
+    days", numbers as `amount_in_words` says them.
+
+    Only counts in `DAYS_SAID` (1 to 999): 0 needs a sentence of its own ("less than a
+    day"), and from 1000 on the accusative parts from pytils' nominative («на одну
+    тысячу дней», not «одна тысяча»). Callers say "more than a year" past 365 anyway.
+    Raise ValueError for an unknown `lang` or a count outside `DAYS_SAID`, and
+    TypeError for a count that is not an int.
+    """
+    _language(lang)  # for its error naming the languages we speak
+    if isinstance(days, bool) or not isinstance(days, int):
+        raise TypeError(f"days must be an int, got {type(days).__name__}: {days!r}")
+    if days not in DAYS_SAID:
+        raise ValueError(f"days must be from {DAYS_SAID.start} to {DAYS_SAID.stop - 1}, got {days}")
+    return _DAYS_TABLE[lang](days)
+
+
+def date_in_words(day: date, lang: str, *, with_year: bool) -> str:
+    """Return the day and month of `day` in words, and its year when `with_year`.
+
+    Russian says a date with the day as an ordinal and the month, both in the genitive:
+    «двадцать восьмого ноября», «первого января»; the year is a genitive ordinal and
+    «года»: «двадцать восьмого ноября две тысячи двадцать пятого года», «первого января
+    двухтысячного года».
+
+    English says "the twenty-eighth of November": with the article it reads well after
+    "on" and on its own, and the ordinal is plainly heard before the month. The year
+    follows a comma, as a number said like the amounts (American style, no "and"):
+    "the twenty-eighth of November, two thousand twenty-five". We chose "two thousand
+    twenty-five" over the also common "twenty twenty-five" because it reads the same
+    way for every year of the century: 2005 is "two thousand five", never "twenty
+    oh-five".
+
+    `day` is a calendar date, already in the hotline's time zone; a datetime is refused
+    (TypeError), since its date depends on a zone this function does not know. With
+    the year, only years in `YEARS_SAID` (2000 to 2099), where those readings are
+    the natural ones (1999 is "nineteen ninety-nine", «тысяча девятьсот ...»); other
+    years raise ValueError, as does an unknown `lang`.
+    """
+    _language(lang)  # for its error naming the languages we speak
+    if isinstance(day, datetime) or not isinstance(day, date):
+        raise TypeError(f"day must be a date (not a datetime), got {type(day).__name__}: {day!r}")
+    if with_year and day.year not in YEARS_SAID:
+        raise ValueError(
+            f"year must be from {YEARS_SAID.start} to {YEARS_SAID.stop - 1}, got {day.year}"
+        )
+    return _DATE_TABLE[lang](day, with_year)
