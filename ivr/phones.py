@@ -1,0 +1,53 @@
+"""Phone numbers: the time zone a hotline's number belongs to.
+
+The hotline tells dates in its own time zone, the zone of the number callers dial.
+phonenumbers' geocoding data knows the zone of most fixed-line area codes; for the
+rest the hotline's settings name one (see `time_zone`).
+"""
+
+from __future__ import annotations
+
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+from phonenumbers import timezone as number_zones
+
+__all__ = ["time_zone"]
+
+
+def time_zone(number_e164: str, *, default: ZoneInfo) -> ZoneInfo:
+    """Return the time zone of the area `number_e164` belongs to, or `default`.
+
+    phonenumbers names the zones of a number's area: +7 342 (Perm) is
+    Asia/Yekaterinburg, +7 495 Europe/Moscow. `default` (the zone the hotline's
+    settings name) is returned when that does not give one zone:
+
+    - the number's area spans several zones: Russian mobile numbers and 8-800 numbers
+      list every Russian zone, Australian mobiles every Australian one;
+    - phonenumbers knows no zone for it ("Etc/Unknown"): unassigned ranges, +1 555 01xx;
+    - this machine's time-zone database lacks the zone named (phonenumbers' data newer
+      than tzdata's).
+
+    phonenumbers sometimes names another place with the same standard offset, not the
+    area's own zone: +7 4012 (Kaliningrad, UTC+2 all year) gives Europe/Bucharest,
+    which keeps summer time. For such a number a zone set explicitly in the hotline's
+    settings should win over this function.
+
+    Raise ValueError if `number_e164` is not a number written in E.164 ("+73422000000").
+    """
+    try:
+        number = phonenumbers.parse(number_e164, None)
+    except phonenumbers.NumberParseException as error:
+        raise ValueError(f"not a phone number in E.164: {number_e164!r} ({error})") from None
+    # parse() also takes spaces, dashes, letters and 17 digits; the name promises E.164,
+    # so a number written any other way is a caller's mistake, not something to guess at.
+    written = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    if written != number_e164 or not phonenumbers.is_possible_number(number):
+        raise ValueError(f"not a phone number in E.164: {number_e164!r}")
+    zones = number_zones.time_zones_for_number(number)
+    if len(zones) != 1 or zones[0] == number_zones.UNKNOWN_TIMEZONE:
+        return default
+    try:
+        return ZoneInfo(zones[0])
+    except ZoneInfoNotFoundError:
+        return default
