@@ -898,8 +898,8 @@ def _in_process_transport(auth_token: str | None, database_url: str | None) -> T
     factory = app_factory
     if factory is not None:
         return InProcessTransport(factory())
-    from ivr.app import DEMO_LEDGER, create_app
-    from ivr.ledger import create_demo_if_missing
+    from ivr.db import create_demo_if_missing
+    from ivr.web import DEMO_LEDGER, create_app
 
     if database_url is None:
         folder = tempfile.mkdtemp(prefix="ivr-simulate-")
