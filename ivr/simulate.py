@@ -885,7 +885,7 @@ def sounds_of(events: Iterable[Event]) -> list[audio.Sound]:
 # --- the commands -----------------------------------------------------------------------
 
 # The seam for `ivr simulate` and `ivr call` without --url: the Flask app factory. None
-# means ivr.app.create_app, imported only when needed; tests set their own.
+# means ivr.web.create_app, imported only when needed; tests set their own.
 app_factory: Callable[[], Flask] | None = None
 
 

@@ -2,6 +2,9 @@
 
 `check_file` finds every fault of a file with its line; `ivr prompts check` prints them and
 `PromptLibrary` refuses a file that has any, so the command and the server always agree.
+
+A little over 400 lines: `KeyLines` (where each key is, which tomllib does not say) and the
+per-phrase checks are one job, finding a fault's line, and read best side by side.
 """
 
 from __future__ import annotations
