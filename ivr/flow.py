@@ -3,7 +3,8 @@
 Pure: a step takes the call's state, the digits the caller pressed, the moment and a
 ledger to ask (reads only); it returns what to say, where the call goes next and what to
 record (a failed try, which the web layer's unit of work stores). It knows neither Flask,
-Twilio nor SQL. Read `MENUS` and `PARENT` to draw the flow.
+Twilio nor SQL. Read `MENUS` and `PARENT` to draw the flow. About 450 lines on purpose:
+the table, what a step returns and the steps stay in one file, so the flow reads in one.
 
     MAIN --1--> SUBSCRIBER --1--> BILLING --1--> CONTRACT --ok--> AFTER_BALANCE
       ^9 toggles language   2: tariffs      2: payment ways    ^2 another contract
