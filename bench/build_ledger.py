@@ -1,6 +1,6 @@
 """Build (or reuse) a benchmark ledger of N accounts with about 10 entries each.
 
-The tables and indexes come from `ivr.ledger.create_schema`, so the benchmark reads the
+The tables and indexes come from `ivr.db.create_schema`, so the benchmark reads the
 real schema. Rows go in with bulk inserts: `executemany` on the raw sqlite3 connection
 (journal off, synchronous off, the balance index built after the load) or PostgreSQL's
 COPY. A finished SQLite ledger is kept under bench/out/ with a JSON sidecar and reused
@@ -40,7 +40,7 @@ from sqlalchemy.orm import Session  # noqa: E402
 from sqlalchemy.schema import CreateIndex, CreateTable  # noqa: E402
 
 from ivr.contract import with_check_digit  # noqa: E402
-from ivr.ledger import Base, balance, create_schema, make_engine  # noqa: E402
+from ivr.db import Base, balance, create_schema, make_engine  # noqa: E402
 
 # Bump when the generated data changes, so cached ledgers are rebuilt.
 GENERATOR_VERSION = 2
@@ -289,7 +289,7 @@ def _fresh(info: LedgerInfo | None, fp: str, now: datetime) -> bool:
 
 
 def verify(info: LedgerInfo, engine: Engine | None = None) -> None:
-    """Check sampled balances through `ivr.ledger.balance`; raise if any differs."""
+    """Check sampled balances through `ivr.db.balance`; raise if any differs."""
     own = engine is None
     engine = engine or make_engine(info.url)
     try:

@@ -48,9 +48,9 @@ WATCH: dict[str, list[tuple[str, str]]] = {
     "whole request (test client)": [("werkzeug/test.py", "open")],
     "signature check (RequestValidator.validate)": [("request_validator.py", "validate")],
     "form parsing (request.form)": [("werkzeug/formparser.py", "parse")],
-    "lockout query (failed_lookups_since)": [("ivr/ledger.py", "failed_lookups_since")],
-    "balance query (ledger.balance), all calls": [("ivr/ledger.py", "balance")],
-    "call-log write (calllog.record_step)": [("ivr/calllog.py", "record_step")],
+    "lockout query (failed_lookups_since)": [("ivr/db/hotline_tables.py", "failed_lookups_since")],
+    "balance query (ledger.balance), all calls": [("ivr/db/ledger.py", "balance")],
+    "call-log write (db.log_step)": [("ivr/db/hotline_tables.py", "log_step")],
     "session commit (Session.commit)": [("orm/session.py", "commit")],
     "SQL execution (Connection._execute_context)": [("engine/base.py", "_execute_context")],
     "SQLite driver (sqlite3 execute)": [("~", "<method 'execute' of 'sqlite3.Cursor' objects>")],
@@ -61,8 +61,10 @@ WATCH: dict[str, list[tuple[str, str]]] = {
     "amount in words (money.amount_in_words)": [("ivr/money.py", "amount_in_words")],
     "digits in words (money.digits_in_words)": [("ivr/money.py", "digits_in_words")],
     "flow (flow.step)": [("ivr/flow.py", "step")],
-    "TwiML (twiml.render)": [("ivr/twiml.py", "render")],
-    "prompt reload check (PromptLibrary._maybe_reload)": [("ivr/prompts.py", "_maybe_reload")],
+    "TwiML (twiml.render)": [("ivr/web/twiml.py", "render")],
+    "prompt reload check (PromptLibrary._maybe_reload)": [
+        ("ivr/prompts/library.py", "_maybe_reload")
+    ],
     "prompt file parsing (tomllib.loads)": [("tomllib/_parser.py", "loads")],
     "phone number parsing (phonenumbers.parse)": [("phonenumbers/phonenumberutil.py", "parse")],
     "imports during requests (importlib _find_and_load)": [

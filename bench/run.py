@@ -13,7 +13,7 @@ What it does, in order:
     time, for the first step (/voice) and the deepest one (contract digits -> balance,
     over many random existing contracts), alternating the order round by round so that
     noise on the machine hits both;
- 5. times `ivr.ledger.balance` in process on the small and the big ledger;
+ 5. times `ivr.db.balance` in process on the small and the big ledger;
  6. prints a markdown table and writes it to bench/out/results.md.
 
 Every server it starts is stopped when it exits, also on Ctrl-C or an error.
@@ -703,11 +703,11 @@ def warm_file(path: Path) -> None:
 def lookup_bench(
     ledgers: Sequence[tuple[LedgerInfo, Engine]], lookups: int, rounds: int
 ) -> list[LookupResult]:
-    """Time `ivr.ledger.balance` on random existing contracts of each ledger, in process.
+    """Time `ivr.db.balance` on random existing contracts of each ledger, in process.
 
     Rounds alternate the ledgers' order; each lookup is timed alone.
     """
-    from ivr.ledger import balance
+    from ivr.db import balance
 
     results = [LookupResult(info.accounts) for info, _ in ledgers]
     now = datetime.now(UTC)
@@ -855,7 +855,7 @@ def render(
         missed.append(f"lookup at {large.accounts:,} is {lookup_ratio:.2f}x the small ledger's")
     lines += [
         "",
-        f"`ivr.ledger.balance` in process, {len(small.times_us):,} random existing contracts "
+        f"`ivr.db.balance` in process, {len(small.times_us):,} random existing contracts "
         "per ledger (rounds alternating):",
         "",
         "| accounts | p50 µs | mean µs | p99 µs |",
@@ -898,7 +898,7 @@ def build_ledgers(plan: Plan) -> tuple[LedgerInfo, LedgerInfo]:
 
 
 def lookup_engines(plan: Plan, small: LedgerInfo, big: LedgerInfo) -> list[Engine]:
-    from ivr.ledger import make_engine
+    from ivr.db import make_engine
 
     if plan.postgres:
         return [

@@ -2,29 +2,25 @@
 
 from __future__ import annotations
 
-import contextlib
 import difflib
+import functools
 import logging
 import os
 import shutil
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import click
-from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
 from werkzeug.serving import run_simple
 
-from ivr import audio, calllog, flow, ledger, logs, prompts, stats
-from ivr.app import DEFAULT_DATABASE_URL, DEFAULT_PROMPTS_DIR, DEMO_LEDGER, create_app
+from ivr import audio, db, flow, logs, prompts, stats
 from ivr.contract import CONTRACT_LENGTH, Verdict, verdict
-from ivr.errors import IvrError
+from ivr.errors import IvrError, LedgerError
 from ivr.money import amount_in_words, digits_in_words
 from ivr.simulate import call_command, simulate_command
+from ivr.web import DEFAULT_DATABASE_URL, DEFAULT_PROMPTS_DIR, DEMO_LEDGER, create_app
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -35,16 +31,6 @@ database_option = click.option(
     show_default="data/ledger.sqlite3, or $IVR_DATABASE_URL",
     help="SQLAlchemy URL of the ledger.",
 )
-
-
-@contextlib.contextmanager
-def open_ledger(database_url: str) -> Iterator[Engine]:
-    """Give a command the ledger's engine, and close its connections when it is done."""
-    engine = ledger.make_engine(database_url)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -83,9 +69,9 @@ def serve(host: str, port: int, insecure: bool, database_url: str) -> None:
             bold=True,
             err=True,
         )
-    with open_ledger(database_url) as engine:
-        report = ledger.create_demo_if_missing(engine, DEMO_LEDGER)
-        ledger.create_schema(engine)  # an older ledger gets the tables added since
+    with db.open_engine(database_url) as engine:
+        report = db.create_demo_if_missing(engine, DEMO_LEDGER)
+        db.create_schema(engine)  # an older ledger gets the tables added since
     if report is not None:
         click.echo(f"Created the demo ledger ({report.rows} entries) at {database_url}", err=True)
     app = create_app({"DATABASE_URL": database_url})
@@ -106,11 +92,11 @@ def ledger_group() -> None:
 @database_option
 def ledger_init(demo: bool, database_url: str) -> None:
     """Create the ledger's tables (nothing is dropped)."""
-    with open_ledger(database_url) as engine:
-        ledger.create_schema(engine)
+    with db.open_engine(database_url) as engine:
+        db.create_schema(engine)
         click.echo(f"Ledger ready at {database_url}")
         if demo:
-            report = ledger.import_csv(engine, DEMO_LEDGER)
+            report = db.import_csv(engine, DEMO_LEDGER)
             click.echo(
                 f"Demo entries: {report.added} added, {report.already_present} already there"
             )
@@ -122,17 +108,17 @@ def ledger_init(demo: bool, database_url: str) -> None:
 def ledger_import(csv_file: Path, database_url: str) -> None:
     """Load entries from CSV_FILE (contract,posted_at,amount,kind,memo), all or nothing."""
     with (
-        open_ledger(database_url) as engine,
+        db.open_engine(database_url) as engine,
         click.progressbar(length=1, label="Importing", file=sys.stderr) as bar,
     ):
-        ledger.create_schema(engine)
+        db.create_schema(engine)
 
         def progress(done: int, total: int) -> None:
             bar.length = max(total, 1)
             bar.update(done - bar.pos)
 
         try:
-            report = ledger.import_csv(engine, csv_file, progress=progress)
+            report = db.import_csv(engine, csv_file, progress=progress)
         except IvrError as exc:
             message = f"{exc}\nNothing was imported; fix the file and rerun."
             raise click.ClickException(message) from None
@@ -164,8 +150,8 @@ def ledger_balance(contract: str, at: datetime | None, database_url: str) -> Non
         moment = datetime.now(UTC)
     else:  # a date or a time without an offset is read as UTC
         moment = (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC)
-    with open_ledger(database_url) as engine, Session(engine) as session:
-        amount = ledger.balance(session, contract, moment)
+    with db.open_engine(database_url) as engine:
+        amount = db.read_balance(engine, contract, moment)
     if amount is None:
         raise click.ClickException(f"no contract {contract} in the ledger at {database_url}")
     click.echo(f"{contract}: {amount} RUB as of {moment.isoformat(timespec='seconds')}")
@@ -303,19 +289,15 @@ def _sample_values(
 def stats_command(day: datetime | None, database_url: str) -> None:
     """Print a day's calls from the call log: outcomes, and where callers gave up."""
     logs.install()
-    engine = ledger.make_engine(database_url)
-    # The URL as SQLAlchemy prints it: without the password.
-    where = engine.url.render_as_string(hide_password=True)
-    try:
-        with Session(engine) as session:
-            report = stats.load(session, day.date() if day else datetime.now(UTC).date())
-    except SQLAlchemyError as exc:
-        raise click.ClickException(
-            f"cannot read the call log at {where}: {calllog.reason(exc)}\n"
-            "(`ivr ledger init` adds the call-log tables to an older ledger)"
-        ) from None
-    finally:
-        engine.dispose()
+    with db.open_engine(database_url) as engine:
+        read = functools.partial(db.read_call_log, engine)
+        try:
+            report = stats.load(read, day.date() if day else datetime.now(UTC).date())
+        except LedgerError as exc:
+            raise click.ClickException(
+                f"cannot read the call log at {db.shown_url(engine)}: {exc}\n"
+                "(`ivr ledger init` adds the call-log tables to an older ledger)"
+            ) from None
     click.echo(stats.render(report))
 
 

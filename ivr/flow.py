@@ -1,8 +1,10 @@
 """The call flow: states, keys, transitions and limits, declared once as data.
 
 Pure: a step takes the call's state, the digits the caller pressed, the moment and a
-ledger to ask; it returns what to say and where the call goes next. It knows neither
-Flask nor Twilio. Read `MENUS` and `PARENT` to draw the flow.
+ledger to ask (reads only); it returns what to say, where the call goes next and what to
+record (a failed try, which the web layer's unit of work stores). It knows neither Flask,
+Twilio nor SQL. Read `MENUS` and `PARENT` to draw the flow. About 450 lines on purpose:
+the table, what a step returns and the steps stay in one file, so the flow reads in one.
 
     MAIN --1--> SUBSCRIBER --1--> BILLING --1--> CONTRACT --ok--> AFTER_BALANCE
       ^9 toggles language   2: tariffs      2: payment ways    ^2 another contract
@@ -20,7 +22,8 @@ from typing import Protocol
 
 from ivr.contract import CONTRACT_LENGTH, Verdict, verdict
 from ivr.errors import IvrError
-from ivr.money import LANGUAGES as LANGUAGES  # the languages a call can be in
+from ivr.languages import LANGUAGES as LANGUAGES  # the languages a call can be in
+from ivr.languages import other_language
 from ivr.money import amount_in_words, digits_in_words
 
 BACK_KEY = "*"
@@ -246,6 +249,14 @@ class Call:
 
 
 @dataclass(frozen=True)
+class FailedTry:
+    """A guessed contract number to count against the caller for the lockout."""
+
+    caller: str
+    at: datetime
+
+
+@dataclass(frozen=True)
 class Reply:
     """What to say, and where the call goes: a Gather for `next`, a transfer, or a hangup."""
 
@@ -256,6 +267,7 @@ class Reply:
     dial_operator: bool = False
     outcome: Outcome = Outcome.MENU
     contract: str | None = None  # the contract this step looked up, for the call log
+    failed_try: FailedTry | None = None  # to record before the reply is sent
 
 
 class Ledger(Protocol):
@@ -268,8 +280,6 @@ class Ledger(Protocol):
     def contract_of(self, account: int) -> str | None: ...
 
     def failures_since(self, caller: str, since: datetime) -> int: ...
-
-    def record_failure(self, caller: str, at: datetime) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -327,8 +337,7 @@ def _act(call: Call, action: Action, ctx: Context) -> Reply:
     if isinstance(action, Inform):
         return offer(replace(call, prompts=1), ctx, before=(Line(action.phrase),))
     if action is TOGGLE_LANGUAGE:
-        other = LANGUAGES[(LANGUAGES.index(call.lang) + 1) % len(LANGUAGES)]
-        return offer(replace(_enter(call, State.MAIN), lang=other), ctx)
+        return offer(replace(_enter(call, State.MAIN), lang=other_language(call.lang)), ctx)
     if action is REPEAT_BALANCE and call.account is not None:
         return _repeat_balance(call, call.account, ctx)
     if action is HANG_UP:
@@ -370,30 +379,44 @@ def _contract_entry(call: Call, digits: str, ctx: Context) -> Reply:
     if found is Verdict.WRONG_LENGTH:
         why = Line("wrong_length", {"length": str(CONTRACT_LENGTH)})
         return _failed(call, ctx, why, digits, Outcome.WRONG_NUMBER)
+    guess = FailedTry(ctx.caller, ctx.now)  # a well-formed number that is nobody's
     if found is Verdict.BAD_CHECK_DIGIT:
-        ctx.ledger.record_failure(ctx.caller, ctx.now)
-        return _failed(call, ctx, Line("bad_check_digit"), digits, Outcome.WRONG_NUMBER)
+        return _failed(call, ctx, Line("bad_check_digit"), digits, Outcome.WRONG_NUMBER, guess)
     amount = ctx.ledger.balance(digits, ctx.now)
     if amount is None:
-        ctx.ledger.record_failure(ctx.caller, ctx.now)
-        return _failed(call, ctx, Line("unknown_contract"), digits, Outcome.UNKNOWN_CONTRACT)
+        return _failed(call, ctx, Line("unknown_contract"), digits, Outcome.UNKNOWN_CONTRACT, guess)
     return _tell_balance(call, digits, amount, ctx)
 
 
-def _failed(call: Call, ctx: Context, why: Line, digits: str, outcome: Outcome) -> Reply:
-    """Tell the caller why the number failed; end the call when tries or lockout run out."""
+def _failed(
+    call: Call,
+    ctx: Context,
+    why: Line,
+    digits: str,
+    outcome: Outcome,
+    failed_try: FailedTry | None = None,
+) -> Reply:
+    """Tell the caller why the number failed; end the call when tries or lockout run out.
+
+    `failed_try`, when given, is returned to be recorded, and counts towards the lockout
+    now: this very try may be the one that locks the caller out.
+    """
     tries = call.contract_tries + 1
     if tries >= ctx.limits.contract_tries:
-        return Reply((why, Line("too_many_tries")), outcome=Outcome.TOO_MANY_TRIES, contract=digits)
-    if _locked_out(ctx):
-        return Reply((why, Line("locked_out")), outcome=Outcome.LOCKED_OUT, contract=digits)
-    retry = replace(call, state=State.CONTRACT, prompts=1, contract_tries=tries)
-    return replace(offer(retry, ctx, before=(why,)), outcome=outcome, contract=digits)
+        reply = Reply((why, Line("too_many_tries")), outcome=Outcome.TOO_MANY_TRIES)
+    elif _locked_out(ctx, pending=0 if failed_try is None else 1):
+        reply = Reply((why, Line("locked_out")), outcome=Outcome.LOCKED_OUT)
+    else:
+        retry = replace(call, state=State.CONTRACT, prompts=1, contract_tries=tries)
+        reply = replace(offer(retry, ctx, before=(why,)), outcome=outcome)
+    return replace(reply, contract=digits, failed_try=failed_try)
 
 
-def _locked_out(ctx: Context) -> bool:
+def _locked_out(ctx: Context, pending: int = 0) -> bool:
+    """Say whether the caller's failed tries, with `pending` not yet recorded, reach the limit."""
     since = ctx.now - ctx.limits.lockout_window
-    return ctx.ledger.failures_since(ctx.caller, since) >= ctx.limits.lockout_failures
+    failures = ctx.ledger.failures_since(ctx.caller, since) + pending
+    return failures >= ctx.limits.lockout_failures
 
 
 def _repeat_balance(call: Call, account: int, ctx: Context) -> Reply:

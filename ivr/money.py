@@ -28,7 +28,9 @@ from typing import Final
 
 from pytils import numeral
 
-__all__ = ["LANGUAGES", "amount_in_words", "digits_in_words", "preload"]
+from ivr.languages import LANGUAGES
+
+__all__ = ["amount_in_words", "digits_in_words", "preload"]
 
 _KOPECKS_PER_RUBLE: Final = 100
 _DIGITS: Final = re.compile(r"[0-9]+")
@@ -99,7 +101,8 @@ _LANGUAGE_TABLE: Final[Mapping[str, _Language]] = {
     "en-US": _Language(max_rubles=10**36 - 1, amount=_en_amount, number=_en_number),
 }
 
-LANGUAGES: Final = tuple(_LANGUAGE_TABLE)
+if tuple(_LANGUAGE_TABLE) != LANGUAGES:  # every language a call can be in says amounts
+    raise AssertionError(f"money speaks {tuple(_LANGUAGE_TABLE)}, calls are in {LANGUAGES}")
 
 
 def _language(lang: str) -> _Language:

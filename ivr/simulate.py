@@ -885,7 +885,7 @@ def sounds_of(events: Iterable[Event]) -> list[audio.Sound]:
 # --- the commands -----------------------------------------------------------------------
 
 # The seam for `ivr simulate` and `ivr call` without --url: the Flask app factory. None
-# means ivr.app.create_app, imported only when needed; tests set their own.
+# means ivr.web.create_app, imported only when needed; tests set their own.
 app_factory: Callable[[], Flask] | None = None
 
 
@@ -898,8 +898,8 @@ def _in_process_transport(auth_token: str | None, database_url: str | None) -> T
     factory = app_factory
     if factory is not None:
         return InProcessTransport(factory())
-    from ivr.app import DEMO_LEDGER, create_app
-    from ivr.ledger import create_demo_if_missing
+    from ivr.db import create_demo_if_missing
+    from ivr.web import DEMO_LEDGER, create_app
 
     if database_url is None:
         folder = tempfile.mkdtemp(prefix="ivr-simulate-")

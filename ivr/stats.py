@@ -1,18 +1,17 @@
 """A day of calls from the call log: how many, their outcomes, and where callers gave up.
 
 Days are UTC days. A call counts on a day when one of its steps was logged that day.
+No SQL here: `ivr.db.read_call_log` fetches the rows, this module counts them.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Protocol
 
-from sqlalchemy.orm import Session
-
-from ivr import ledger
 from ivr.flow import Outcome
 
 # How a call whose last logged step left it waiting at a prompt ended: the caller put
@@ -22,6 +21,35 @@ ENDINGS_WITHOUT_ANSWER = {
     Outcome.GAVE_UP.value: "no answer to the prompt",
     LEFT_AT_PROMPT: "hung up",
 }
+
+
+class StepRow(Protocol):
+    """A call-log step as the summary reads it."""
+
+    @property
+    def call_sid(self) -> str: ...
+    @property
+    def state(self) -> str | None: ...
+    @property
+    def next_state(self) -> str | None: ...
+    @property
+    def outcome(self) -> str: ...
+
+
+class EndRow(Protocol):
+    """A status Twilio reported, as the summary reads it."""
+
+    @property
+    def call_sid(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def duration_s(self) -> int | None: ...
+
+
+Window = tuple[datetime, datetime]
+# Reads the call log: the steps in one window and the ends in another.
+CallLogReader = Callable[[Window, Window], tuple[Sequence[StepRow], Sequence[EndRow]]]
 
 
 @dataclass(frozen=True)
@@ -45,20 +73,17 @@ def day_window(day: date) -> tuple[datetime, datetime]:
     return start, start + timedelta(days=1)
 
 
-def load(session: Session, day: date) -> DayStats:
-    """Read a day's call log and summarise it."""
+def load(read: CallLogReader, day: date) -> DayStats:
+    """Read a day's call log through `read` and summarise it."""
     start, end = day_window(day)
-    steps = ledger.call_steps_between(session, start, end)
     # A call's end is reported after its last step, possibly after midnight.
-    ends = ledger.call_ends_between(session, start, end + timedelta(days=1))
+    steps, ends = read((start, end), (start, end + timedelta(days=1)))
     return summarise(day, steps, ends)
 
 
-def summarise(
-    day: date, steps: Sequence[ledger.CallStep], ends: Sequence[ledger.CallEnd]
-) -> DayStats:
+def summarise(day: date, steps: Sequence[StepRow], ends: Sequence[EndRow]) -> DayStats:
     """Count calls, outcomes, endings and where callers gave up; `steps` in call order."""
-    by_call: dict[str, list[ledger.CallStep]] = {}
+    by_call: dict[str, list[StepRow]] = {}
     for step in steps:
         by_call.setdefault(step.call_sid, []).append(step)
     outcomes: Counter[str] = Counter(step.outcome for step in steps)

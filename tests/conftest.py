@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from twilio.request_validator import RequestValidator
 from werkzeug.test import TestResponse
 
-from ivr import create_app, ledger
+from ivr import create_app, db
 
 AUTH_TOKEN = "test-auth-token-0123456789abcdef"
 BASE_URL = "http://localhost"
@@ -27,13 +27,13 @@ CALLER = "+73422000001"
 
 def database_url(tmp_path: Path) -> str:
     """Return the ledger URL for one test: PostgreSQL when configured, else a fresh SQLite file."""
-    return os.environ.get("IVR_TEST_DATABASE_URL") or f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
+    return os.environ.get("IVR_TEST_DATABASE_URL") or f"sqlite:///{tmp_path / 'db.sqlite3'}"
 
 
 def fresh_schema(engine: Engine) -> None:
     """Give a test an empty ledger (a shared PostgreSQL database is wiped first)."""
-    ledger.Base.metadata.drop_all(engine)
-    ledger.create_schema(engine)
+    db.Base.metadata.drop_all(engine)
+    db.create_schema(engine)
 
 
 def engine_of(app: Flask) -> Engine:
@@ -49,7 +49,7 @@ def app(tmp_path: Path) -> Iterator[Flask]:
     app = create_app({"DATABASE_URL": database_url(tmp_path), "AUTH_TOKEN": AUTH_TOKEN})
     engine = engine_of(app)
     fresh_schema(engine)
-    ledger.import_csv(engine, DEMO_CSV)
+    db.import_csv(engine, DEMO_CSV)
     yield app
     engine.dispose()
 

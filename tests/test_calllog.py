@@ -22,8 +22,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from werkzeug.serving import make_server
 
-from ivr import calllog, flow, ledger, logs, stats
+from ivr import db, flow, logs, stats
 from ivr.cli import main
+from ivr.db import hotline_tables
 from tests.conftest import AUTH_TOKEN, BASE_URL, CALLER, TwilioCall, engine_of, sign
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -46,9 +47,9 @@ Row = tuple[str | None, str | None, str, str | None]
 
 def logged_steps(app: Flask, call: TwilioCall | None = None) -> list[Row]:
     """Return (state, next state, outcome, contract) of the logged steps, of one call or all."""
-    query = select(ledger.CallStep).order_by(ledger.CallStep.id)
+    query = select(db.CallStep).order_by(db.CallStep.id)
     if call is not None:
-        query = query.where(ledger.CallStep.call_sid == call.params["CallSid"])
+        query = query.where(db.CallStep.call_sid == call.params["CallSid"])
     with Session(engine_of(app)) as session:
         return [(s.state, s.next_state, s.outcome, s.contract) for s in session.scalars(query)]
 
@@ -83,7 +84,7 @@ def test_every_step_is_logged_with_its_outcome_and_a_masked_contract(
         ("after_balance", None, "hung_up", None),
     ]
     with Session(engine_of(app)) as session:
-        rows = session.scalars(select(ledger.CallStep)).all()
+        rows = session.scalars(select(db.CallStep)).all()
     assert {(row.call_sid, row.caller, row.at) for row in rows} == {
         (call.params["CallSid"], CALLER, T0)
     }
@@ -172,7 +173,7 @@ def test_the_status_callback_records_how_the_call_ended(
     call.post("/voice/status", {"CallStatus": "completed", "CallDuration": "42"})
     call.post("/voice/status", {"CallStatus": "busy", "CallDuration": "soon"})
     with Session(engine_of(app)) as session:
-        ends = session.scalars(select(ledger.CallEnd).order_by(ledger.CallEnd.id)).all()
+        ends = session.scalars(select(db.CallEnd).order_by(db.CallEnd.id)).all()
     assert [(e.call_sid, e.caller, e.at, e.status, e.duration_s) for e in ends] == [
         (call.params["CallSid"], CALLER, T0, "completed", 42),
         (call.params["CallSid"], CALLER, T0, "busy", None),
@@ -181,7 +182,7 @@ def test_the_status_callback_records_how_the_call_ended(
 
 def test_the_table_refuses_a_whole_contract_number(app: Flask) -> None:
     with Session(engine_of(app)) as session, pytest.raises(IntegrityError):
-        ledger.record_call_step(
+        db.record_call_step(
             session,
             call_sid="CA1",
             caller=CALLER,
@@ -205,7 +206,7 @@ def test_the_table_refuses_a_whole_contract_number(app: Flask) -> None:
     ],
 )
 def test_masked_contract(keyed: str | None, stored: str | None) -> None:
-    assert calllog.masked_contract(keyed) == stored
+    assert db.masked_contract(keyed) == stored
 
 
 # --- recording never breaks a call ------------------------------------------------------
@@ -225,7 +226,7 @@ def test_a_call_log_that_cannot_be_written_takes_nothing_from_the_caller(
     assert all(r.levelno == logging.WARNING for r in missed)
     # The lockout count lives in the step's own transaction, untouched by the call log.
     with Session(engine_of(app)) as session:
-        assert ledger.failed_lookups_since(session, CALLER, T0 - timedelta(days=3650)) == 1
+        assert db.failed_lookups_since(session, CALLER, T0 - timedelta(days=3650)) == 1
 
 
 def test_a_call_log_write_that_raises_is_logged_and_the_call_goes_on(
@@ -234,8 +235,8 @@ def test_a_call_log_write_that_raises_is_logged_and_the_call_goes_on(
     def explode(*args: object, **kwargs: object) -> None:
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(ledger, "record_call_step", explode)
-    monkeypatch.setattr(ledger, "record_call_end", explode)
+    monkeypatch.setattr(hotline_tables, "record_call_step", explode)
+    monkeypatch.setattr(hotline_tables, "record_call_end", explode)
     to_contract_entry(call)
     assert "рубл" in call.press(KNOWN).text
     assert call.post("/voice/status", {"CallStatus": "completed"}).verbs == []
@@ -250,7 +251,7 @@ def test_a_locked_call_log_costs_the_caller_half_a_second_at_most(
     """Another connection holds the call-log table: the answer still comes, promptly."""
     to_contract_entry(call)
     engine = engine_of(app)
-    holder = ledger.make_engine(app.config["DATABASE_URL"])
+    holder = db.make_engine(app.config["DATABASE_URL"])
     with holder.connect() as connection:
         if engine.dialect.name == "postgresql":
             connection.execute(text("LOCK TABLE call_steps IN ACCESS EXCLUSIVE MODE"))
@@ -262,16 +263,16 @@ def test_a_locked_call_log_costs_the_caller_half_a_second_at_most(
         connection.rollback()
     holder.dispose()
     assert "одна тысяча двести тридцать четыре рубля" in told.text
-    assert ledger.CALL_LOG_WAIT_MS / 1000 <= elapsed < 1.5
+    assert db.CALL_LOG_WAIT_MS / 1000 <= elapsed < 1.5
     assert logged_steps(app, call)[-1][2] == "menu"  # the balance step is the one missed
     # The pooled connection got its usual wait back: a lookup is not cut short later.
     with Session(engine) as session:
         if engine.dialect.name == "sqlite":
             wait = session.connection().exec_driver_sql("PRAGMA busy_timeout").scalar()
-            assert wait == ledger.QUERY_TIMEOUT_MS
+            assert wait == db.QUERY_TIMEOUT_MS
         else:
             wait = session.connection().exec_driver_sql("SHOW statement_timeout").scalar()
-            assert wait == f"{ledger.QUERY_TIMEOUT_MS}ms"
+            assert wait == f"{db.QUERY_TIMEOUT_MS}ms"
 
 
 # --- ivr stats --------------------------------------------------------------------------
@@ -369,8 +370,8 @@ def test_stats_without_a_call_log_say_what_to_do(app: Flask) -> None:
 
 def step_row(
     sid: str, minute: int, state: str | None, nxt: str | None, outcome: str
-) -> ledger.CallStep:
-    return ledger.CallStep(
+) -> db.CallStep:
+    return db.CallStep(
         call_sid=sid,
         caller=CALLER,
         at=T0 + timedelta(minutes=minute),
@@ -406,7 +407,7 @@ def test_the_filter_masks_records_that_propagate_from_any_logger(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     logging.getLogger("some.library").debug("auth=%s contract=%s", AUTH_TOKEN, KNOWN)
-    logging.getLogger("ivr.app.deep").info("run of digits 12345678901234567 stays masked")
+    logging.getLogger("ivr.web.deep").info("run of digits 12345678901234567 stays masked")
     try:
         raise ValueError(f"contract {KNOWN} is broken")
     except ValueError:
@@ -461,7 +462,7 @@ def test_no_log_line_or_call_log_row_holds_a_contract_or_the_token(
     assert "59******0018" in logged  # and contracts were logged, masked
     assert "a webhook failed" in logged and "Traceback" in logged
     with Session(engine_of(app)) as session:
-        rows = session.execute(select(ledger.CallStep.__table__)).all()
+        rows = session.execute(select(db.CallStep.__table__)).all()
     kept = "\n".join(" ".join(str(value) for value in row) for row in rows)
     assert "59******0017" in kept and "59*******0181" in kept
     for secret in sorted(used) + [AUTH_TOKEN]:

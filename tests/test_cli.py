@@ -9,7 +9,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from ivr import ledger
+from ivr import db
 from ivr.cli import main
 from tests.conftest import DEMO_CSV, database_url, fresh_schema
 
@@ -17,7 +17,7 @@ from tests.conftest import DEMO_CSV, database_url, fresh_schema
 @pytest.fixture
 def db_url(tmp_path: Path) -> Iterator[str]:
     url = database_url(tmp_path)
-    engine = ledger.make_engine(url)
+    engine = db.make_engine(url)
     fresh_schema(engine)
     engine.dispose()
     yield url

@@ -36,8 +36,11 @@ class FakeLedger:
     def failures_since(self, caller: str, since: datetime) -> int:
         return sum(1 for who, at in self.failures if who == caller and at >= since)
 
-    def record_failure(self, caller: str, at: datetime) -> None:
-        self.failures.append((caller, at))
+    def record(self, reply: flow.Reply) -> flow.Reply:
+        """Keep the failed try a step asks to record, as the web layer's unit of work does."""
+        if reply.failed_try is not None:
+            self.failures.append((reply.failed_try.caller, reply.failed_try.at))
+        return reply
 
 
 def context(ledger: FakeLedger | None = None, operator: bool = True) -> Context:
@@ -218,12 +221,27 @@ def test_three_wrong_numbers_end_the_call() -> None:
 def test_only_guesses_count_towards_lockout() -> None:
     ledger = FakeLedger({"590000000018": Decimal("1")})
     ctx = context(ledger)
-    flow.step(Call(State.CONTRACT, "ru-RU"), "5900", ctx)
-    flow.step(Call(State.CONTRACT, "ru-RU"), "590000000018", ctx)
+    ledger.record(flow.step(Call(State.CONTRACT, "ru-RU"), "5900", ctx))
+    ledger.record(flow.step(Call(State.CONTRACT, "ru-RU"), "590000000018", ctx))
     assert ledger.failures == []
-    flow.step(Call(State.CONTRACT, "ru-RU"), "590000000017", ctx)
-    flow.step(Call(State.CONTRACT, "ru-RU"), "590000000075", ctx)
+    ledger.record(flow.step(Call(State.CONTRACT, "ru-RU"), "590000000017", ctx))
+    ledger.record(flow.step(Call(State.CONTRACT, "ru-RU"), "590000000075", ctx))
     assert ledger.failures == [("+73422000001", NOW)] * 2
+
+
+@pytest.mark.parametrize(
+    ("before", "outcome"), [(3, Outcome.WRONG_NUMBER), (4, Outcome.LOCKED_OUT)]
+)
+def test_the_guess_a_step_returns_counts_towards_its_own_lockout(
+    before: int, outcome: Outcome
+) -> None:
+    """The step's failed try is not stored yet; the flow counts it all the same."""
+    ledger = FakeLedger(failures=[("+73422000001", NOW - timedelta(minutes=5))] * before)
+    reply = flow.step(Call(State.CONTRACT, "ru-RU"), "590000000017", context(ledger))
+    assert reply.failed_try == flow.FailedTry("+73422000001", NOW)
+    assert reply.outcome is outcome
+    assert (reply.next is None) is (outcome is Outcome.LOCKED_OUT)
+    assert ledger.failures == [("+73422000001", NOW - timedelta(minutes=5))] * before
 
 
 def test_locked_out_caller_cannot_reach_contract_entry() -> None:

@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
-from ivr import flow, ledger, voices
+from ivr import db, flow
+from ivr.prompts import voices
 from tests.conftest import Turn, TwilioCall
 
 FUZZ = settings(
@@ -181,7 +182,7 @@ def test_random_calls_always_get_valid_twiml_and_end(
     # Each example starts with no failed entries on record, so that it replays the same
     # way; its calls come from one caller, enough of them to run into the lockout.
     with Session(client.application.extensions["ivr"].engine) as session, session.begin():
-        session.execute(delete(ledger.FailedLookup))
+        session.execute(delete(db.FailedLookup))
     caller = data.draw(st.sampled_from(CALLERS), label="caller")
     guesser = data.draw(st.booleans(), label="guesser")
     for _ in range(data.draw(st.integers(1, 4), label="calls")):

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from ivr import ledger
+from ivr import db
 from ivr.contract import with_check_digit
 from ivr.errors import ImportFileError
 from tests.conftest import DEMO_CSV, database_url, fresh_schema
@@ -22,7 +22,7 @@ NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = ledger.make_engine(database_url(tmp_path))
+    engine = db.make_engine(database_url(tmp_path))
     fresh_schema(engine)
     yield engine
     engine.dispose()
@@ -36,16 +36,16 @@ def write_csv(tmp_path: Path, rows: str, name: str = "entries.csv") -> Path:
 
 def balance(engine: Engine, contract: str, at: datetime = NOW) -> Decimal | None:
     with Session(engine) as session:
-        return ledger.balance(session, contract, at)
+        return db.balance(session, contract, at)
 
 
 def entry_count(engine: Engine) -> int:
     with Session(engine) as session:
-        return int(session.scalar(select(func.count()).select_from(ledger.Entry)) or 0)
+        return int(session.scalar(select(func.count()).select_from(db.Entry)) or 0)
 
 
 def test_demo_import_and_balances(engine: Engine) -> None:
-    report = ledger.import_csv(engine, DEMO_CSV)
+    report = db.import_csv(engine, DEMO_CSV)
     assert (report.rows, report.added, report.accounts_added) == (12, 12, 6)
     assert balance(engine, "590000000018") == Decimal("1234.56")
     assert balance(engine, "590000000034") == Decimal("-350.75")
@@ -54,8 +54,8 @@ def test_demo_import_and_balances(engine: Engine) -> None:
 
 
 def test_importing_the_same_file_twice_does_not_double_it(engine: Engine) -> None:
-    ledger.import_csv(engine, DEMO_CSV)
-    again = ledger.import_csv(engine, DEMO_CSV)
+    db.import_csv(engine, DEMO_CSV)
+    again = db.import_csv(engine, DEMO_CSV)
     assert (again.rows, again.added, again.already_present) == (12, 0, 12)
     assert entry_count(engine) == 12
     assert balance(engine, "590000000018") == Decimal("1234.56")
@@ -69,8 +69,8 @@ def test_overlapping_file_adds_only_new_rows(engine: Engine, tmp_path: Path) -> 
         "590000000018,2026-11-02T00:00:00Z,5.50,payment,\n",
         "b.csv",
     )
-    ledger.import_csv(engine, first)
-    assert ledger.import_csv(engine, both).added == 1
+    db.import_csv(engine, first)
+    assert db.import_csv(engine, both).added == 1
     assert balance(engine, "590000000018") == Decimal("15.50")
 
 
@@ -95,7 +95,7 @@ def test_bad_row_names_its_line_and_imports_nothing(
     good = "590000000026,2026-11-01T00:00:00Z,100.00,payment,first\n"
     path = write_csv(tmp_path, good + good.replace("first", "second") + bad_row + "\n")
     with pytest.raises(ImportFileError) as caught:
-        ledger.import_csv(engine, path)
+        db.import_csv(engine, path)
     assert f"{path}:4:" in str(caught.value)
     assert reason in str(caught.value)
     assert entry_count(engine) == 0
@@ -106,7 +106,7 @@ def test_wrong_header_is_refused(engine: Engine, tmp_path: Path) -> None:
     path = tmp_path / "x.csv"
     path.write_text("contract,when,amount\n590000000018,2026-11-01T00:00:00Z,1\n", encoding="utf-8")
     with pytest.raises(ImportFileError, match=":1: the header must be"):
-        ledger.import_csv(engine, path)
+        db.import_csv(engine, path)
 
 
 def test_balance_counts_entries_at_or_before_the_moment(engine: Engine, tmp_path: Path) -> None:
@@ -115,7 +115,7 @@ def test_balance_counts_entries_at_or_before_the_moment(engine: Engine, tmp_path
         "590000000018,2026-11-30T17:00:00+05:00,100.00,payment,\n"  # 12:00 UTC
         "590000000018,2026-12-01T00:00:00+05:00,-650.00,charge,next month\n",
     )
-    ledger.import_csv(engine, path)
+    db.import_csv(engine, path)
     assert balance(engine, "590000000018", NOW - timedelta(seconds=1)) == Decimal("0.00")
     assert balance(engine, "590000000018", NOW) == Decimal("100.00")
     next_month = datetime(2026, 11, 30, 19, 0, tzinfo=UTC)
@@ -132,7 +132,7 @@ def test_money_is_exact_over_many_kopecks(engine: Engine, tmp_path: Path) -> Non
         for second in range(30)
     )
     rows += "590000000018,2026-11-02T00:00:00Z,-0.01,charge,\n"
-    ledger.import_csv(engine, write_csv(tmp_path, rows))
+    db.import_csv(engine, write_csv(tmp_path, rows))
     total = balance(engine, "590000000018")
     assert total == Decimal("29.99")
     assert isinstance(total, Decimal)
@@ -142,20 +142,20 @@ def test_money_is_exact_over_many_kopecks(engine: Engine, tmp_path: Path) -> Non
 def test_largest_amounts_survive_the_round_trip(engine: Engine, tmp_path: Path) -> None:
     rows = "590000000018,2026-11-01T00:00:00Z,9999999999.99,adjustment,\n"
     rows += "590000000026,2026-11-01T00:00:00Z,-9999999999.99,adjustment,\n"
-    ledger.import_csv(engine, write_csv(tmp_path, rows))
+    db.import_csv(engine, write_csv(tmp_path, rows))
     assert balance(engine, "590000000018") == Decimal("9999999999.99")
     assert balance(engine, "590000000026") == Decimal("-9999999999.99")
 
 
 def test_big_file_imports_in_batches_with_progress(engine: Engine, tmp_path: Path) -> None:
-    count = ledger.BATCH_ROWS * 2 + 345
+    count = db.BATCH_ROWS * 2 + 345
     rows = "".join(
         f"{with_check_digit(f'{59_000_000_000 + n % 1000:011d}')},"
         f"2026-11-01T00:00:00Z,{n % 7}.{n % 100:02d},payment,row {n}\n"
         for n in range(count)
     )
     seen: list[tuple[int, int]] = []
-    report = ledger.import_csv(
+    report = db.import_csv(
         engine, write_csv(tmp_path, rows), progress=lambda d, t: seen.append((d, t))
     )
     assert (report.rows, report.added, report.accounts_added) == (count, count, 1000)
@@ -169,16 +169,16 @@ def test_big_file_imports_in_batches_with_progress(engine: Engine, tmp_path: Pat
 def test_failed_lookups_are_counted_in_a_window(engine: Engine) -> None:
     with Session(engine) as session:
         for minutes in (90, 30, 10):
-            ledger.record_failed_lookup(session, "+73422000001", NOW - timedelta(minutes=minutes))
-        ledger.record_failed_lookup(session, "unknown", NOW)
+            db.record_failed_lookup(session, "+73422000001", NOW - timedelta(minutes=minutes))
+        db.record_failed_lookup(session, "unknown", NOW)
         session.commit()
         since = NOW - timedelta(hours=1)
-        assert ledger.failed_lookups_since(session, "+73422000001", since) == 2
-        assert ledger.failed_lookups_since(session, "unknown", since) == 1
-        assert ledger.failed_lookups_since(session, "+70000000000", since) == 0
+        assert db.failed_lookups_since(session, "+73422000001", since) == 2
+        assert db.failed_lookups_since(session, "unknown", since) == 1
+        assert db.failed_lookups_since(session, "+70000000000", since) == 0
 
 
 def test_naive_timestamps_are_refused(engine: Engine) -> None:
     with Session(engine) as session, pytest.raises(Exception, match="UTC offset"):
-        ledger.record_failed_lookup(session, "x", datetime(2026, 1, 1))
+        db.record_failed_lookup(session, "x", datetime(2026, 1, 1))
         session.flush()

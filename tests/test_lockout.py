@@ -19,7 +19,7 @@ from freezegun.api import FrozenDateTimeFactory
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ivr import create_app, ledger
+from ivr import create_app, db
 from ivr.errors import ConfigError
 from tests.conftest import AUTH_TOKEN, CALLER, Turn, TwilioCall
 
@@ -80,8 +80,8 @@ def is_locked_out(app: Flask, client: FlaskClient, caller: str = CALLER) -> bool
 def failures_stored(app: Flask) -> list[tuple[str, datetime]]:
     with Session(app.extensions["ivr"].engine) as session:
         rows = session.execute(
-            select(ledger.FailedLookup.caller, ledger.FailedLookup.at).order_by(
-                ledger.FailedLookup.id
+            select(db.FailedLookup.caller, db.FailedLookup.at).order_by(
+                db.FailedLookup.id
             )
         )
         return [(caller, at) for caller, at in rows]

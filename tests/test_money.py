@@ -12,7 +12,8 @@ from decimal import Decimal
 import pytest
 from num2words import num2words
 
-from ivr.money import LANGUAGES, amount_in_words, digits_in_words
+from ivr.languages import LANGUAGES
+from ivr.money import amount_in_words, digits_in_words
 
 RU_MAX = "999999999999.99"
 RU_MAX_WORDS = (

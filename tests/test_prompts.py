@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from flask import Flask
 from flask.testing import FlaskClient
 
-from ivr import create_app, flow, ledger, voices
+from ivr import create_app, db, flow
 from ivr.cli import main
 from ivr.errors import PromptError
 from ivr.prompts import (
@@ -26,6 +26,7 @@ from ivr.prompts import (
     PromptSet,
     check_file,
     check_folder,
+    voices,
 )
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -380,13 +381,13 @@ def test_a_voice_override_replaces_only_the_voice() -> None:
 def make_app(tmp_path: Path, folder: Path, **config: object) -> Flask:
     app = create_app(
         {
-            "DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.sqlite3'}",
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
             "PROMPTS_DIR": str(folder),
             "AUTH_TOKEN": None,
             **config,
         }
     )
-    ledger.create_schema(app.extensions["ivr"].engine)
+    db.create_schema(app.extensions["ivr"].engine)
     app.extensions["ivr"].prompts.check_interval_s = 0  # look at the files on every request
     return app
 

@@ -25,7 +25,7 @@ from sqlalchemy import make_url, select, text
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import QueuePool
 
-from ivr import create_app, ledger
+from ivr import create_app, db
 from ivr.contract import with_check_digit
 from ivr.money import amount_in_words
 from tests.conftest import AUTH_TOKEN, DEMO_CSV, Turn, TwilioCall, engine_of
@@ -106,7 +106,7 @@ def test_sqlite_writer_lock_gives_the_apology_in_time(app: Flask, call: TwilioCa
     finally:
         holder.close()
     assert is_apology(turn)
-    assert ledger.QUERY_TIMEOUT_MS / 1000 - 0.5 < elapsed < HUNG_BOUND_S, elapsed
+    assert db.QUERY_TIMEOUT_MS / 1000 - 0.5 < elapsed < HUNG_BOUND_S, elapsed
 
 
 def test_postgresql_locked_table_gives_the_apology_in_time(app: Flask, call: TwilioCall) -> None:
@@ -114,7 +114,7 @@ def test_postgresql_locked_table_gives_the_apology_in_time(app: Flask, call: Twi
     if dialect(app) != "postgresql":
         pytest.skip("needs IVR_TEST_DATABASE_URL=postgresql+psycopg://...")
     to_contract_entry(call)
-    holder = ledger.make_engine(app.config["DATABASE_URL"])
+    holder = db.make_engine(app.config["DATABASE_URL"])
     with holder.connect() as connection:
         connection.execute(text("LOCK TABLE entries IN ACCESS EXCLUSIVE MODE"))
         started = time.monotonic()
@@ -187,7 +187,7 @@ def test_a_database_host_that_never_answers_gives_the_apology_in_time(tmp_path: 
         server.close()
     assert greeting.gather is not None and greeted_in < HUNG_BOUND_S, greeted_in
     assert is_apology(turn)
-    assert ledger.CONNECT_TIMEOUT_S - 0.5 < elapsed < HUNG_BOUND_S, elapsed
+    assert db.CONNECT_TIMEOUT_S - 0.5 < elapsed < HUNG_BOUND_S, elapsed
     assert server.accepted, "the app never reached the silent server"
 
 
@@ -310,10 +310,10 @@ def outage(app: Flask, tmp_path: Path) -> Iterator[Outage]:
         folder = tmp_path / "db"
         folder.mkdir()
         flaky = create_app(
-            {"DATABASE_URL": f"sqlite:///{folder / 'ledger.sqlite3'}", "AUTH_TOKEN": AUTH_TOKEN}
+            {"DATABASE_URL": f"sqlite:///{folder / 'db.sqlite3'}", "AUTH_TOKEN": AUTH_TOKEN}
         )
-        ledger.create_schema(engine_of(flaky))
-        ledger.import_csv(engine_of(flaky), DEMO_CSV)
+        db.create_schema(engine_of(flaky))
+        db.import_csv(engine_of(flaky), DEMO_CSV)
 
         def cut() -> None:
             folder.rename(tmp_path / "db-gone")
@@ -385,7 +385,7 @@ def test_the_database_goes_away_mid_run_and_comes_back(outage: Outage) -> None:
     assert (tally.balances, tally.apologies) == (20, 20)
     # The call log kept the calls before and after, and nothing of the outage.
     with Session(engine_of(outage.app)) as session:
-        outcomes = session.scalars(select(ledger.CallStep.outcome)).all()
+        outcomes = session.scalars(select(db.CallStep.outcome)).all()
     assert outcomes.count("balance_told") == 20
     assert "apology" not in outcomes
     print(f"\nfault run: {outage.faults} outage, {tally.requests} requests, all 200")
@@ -416,7 +416,7 @@ def test_postgresql_killed_connections_are_replaced_unnoticed(app: Flask, call: 
     pids = [c.execute(text("SELECT pg_backend_pid()")).scalar_one() for c in pooled]
     for connection in pooled:
         connection.close()
-    killer = ledger.make_engine(app.config["DATABASE_URL"])
+    killer = db.make_engine(app.config["DATABASE_URL"])
     with killer.connect() as connection:
         killed = connection.execute(
             text(
@@ -446,11 +446,11 @@ def test_balances_read_during_appends_are_ones_the_ledger_held(app: Flask) -> No
     contract = with_check_digit("59000000100")
     engine = engine_of(app)
     with Session(engine) as session, session.begin():
-        account = ledger.Account(contract=contract)
+        account = db.Account(contract=contract)
         session.add(account)
         session.flush()
         session.add(
-            ledger.Entry(
+            db.Entry(
                 account_id=account.id,
                 posted_at=T0 - timedelta(days=1),
                 amount=BASE,
@@ -463,7 +463,7 @@ def test_balances_read_during_appends_are_ones_the_ledger_held(app: Flask) -> No
     said_to_k = {
         f"На вашем счёте {amount_in_words(BASE + k, 'ru-RU')}.": k for k in range(total + 1)
     }
-    billing = ledger.make_engine(app.config["DATABASE_URL"])
+    billing = db.make_engine(app.config["DATABASE_URL"])
     lock = threading.Lock()
     counts = {"started": 0, "committed": 0}
     errors: list[BaseException] = []
@@ -476,7 +476,7 @@ def test_balances_read_during_appends_are_ones_the_ledger_held(app: Flask) -> No
                     counts["started"] += 1
                 with Session(billing) as session, session.begin():
                     session.add(
-                        ledger.Entry(
+                        db.Entry(
                             account_id=account_id,
                             posted_at=T0 - timedelta(hours=1),
                             amount=Decimal("1.00"),
@@ -486,7 +486,7 @@ def test_balances_read_during_appends_are_ones_the_ledger_held(app: Flask) -> No
                     )
                     if n % 10 == 0:  # dated tomorrow: must not count today
                         session.add(
-                            ledger.Entry(
+                            db.Entry(
                                 account_id=account_id,
                                 posted_at=T0 + timedelta(days=1),
                                 amount=Decimal("1000.00"),
@@ -531,7 +531,7 @@ def test_balances_read_during_appends_are_ones_the_ledger_held(app: Flask) -> No
     to_contract_entry(last)
     assert said_to_k[last.press(contract).said[1]] == total
     with Session(engine) as session:
-        assert ledger.balance(session, contract, T0) == BASE + total
+        assert db.balance(session, contract, T0) == BASE + total
     spread = sorted({k for ks in heard for k in ks})
     print(
         f"\nconcurrent run ({dialect(app)}): {total} appends, {READERS * READS} balances read,"

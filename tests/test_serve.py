@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ivr import ledger
+from ivr import db
 from ivr.dtmf_script import parse_script
 from ivr.simulate import HttpTransport, run_script
 from tests.conftest import DEMO_CSV, database_url, fresh_schema
@@ -46,9 +46,9 @@ def wait_until_up(base: str, server: subprocess.Popen[bytes], seconds: float = 3
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[str]:
     url = database_url(tmp_path)
-    engine = ledger.make_engine(url)
+    engine = db.make_engine(url)
     fresh_schema(engine)
-    ledger.import_csv(engine, DEMO_CSV)
+    db.import_csv(engine, DEMO_CSV)
     engine.dispose()
     port = free_port()
     env = {**os.environ, "TWILIO_AUTH_TOKEN": TOKEN, "IVR_DATABASE_URL": url}

@@ -4,7 +4,7 @@ The names come from `ivr/data/twilio_voices.json`, generated once from the `SayV
 `SayLanguage` enums of the TwiML allowlist (twilio-node 6.3.1's typings); regenerate it
 when Twilio adds voices:
 
-    python -m ivr.voices /work/shared/twiml-allowlist.json
+    python -m ivr.prompts.voices /work/shared/twiml-allowlist.json
 
 Stdlib only, so that both the prompt checker and the settings loader may use it.
 """
@@ -127,12 +127,12 @@ def generate(allowlist: Path, out: Path) -> Catalogue:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Regenerate the packaged voice list: python -m ivr.voices ALLOWLIST.json."""
+    """Regenerate the packaged voice list: python -m ivr.prompts.voices ALLOWLIST.json."""
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 1:
-        print("usage: python -m ivr.voices twiml-allowlist.json", file=sys.stderr)
+        print("usage: python -m ivr.prompts.voices twiml-allowlist.json", file=sys.stderr)
         return 2
-    out = Path(__file__).resolve().parent / "data" / DATA_FILE
+    out = Path(__file__).resolve().parent.parent / "data" / DATA_FILE  # ivr/data
     made = generate(Path(args[0]), out)
     print(f"{out}: {len(made.voices)} voices, {len(made.languages)} languages")
     return 0

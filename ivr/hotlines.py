@@ -15,43 +15,20 @@ is the same, since a voice speaks one language).
 
 from __future__ import annotations
 
-import functools
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import phonenumbers
-
-from ivr import voices
 from ivr.errors import ConfigError
+from ivr.phones import e164
+from ivr.prompts import voices
 
-DEFAULT_REGION = "RU"  # how a number without a country code is read ("8 342 ...")
-UNKNOWN_CALLER = "unknown"  # anonymous or unparsable callers share one lockout bucket
 HOTLINE_KEYS = ("language", "voice", "operator")
 
 
-@functools.lru_cache(maxsize=4096)  # every step parses the same few numbers again
-def e164(raw: str | None, region: str = DEFAULT_REGION) -> str | None:
-    """Normalise a phone number to E.164, or return None when it is not a number."""
-    if not raw:
-        return None
-    try:
-        number = phonenumbers.parse(raw, region)
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_possible_number(number):
-        return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-
-
-def caller_id(raw: str | None) -> str:
-    """Return the caller's number as the lockout counts it."""
-    return e164(raw) or UNKNOWN_CALLER
-
-
 @dataclass(frozen=True)
-class Hotline:
+class DialedLine:
     """What one dialed number does."""
 
     language: str
@@ -64,18 +41,18 @@ class Hotline:
 
 
 @dataclass(frozen=True)
-class Settings:
+class HotlineSettings:
     """Every hotline number's settings, and the default for numbers not listed."""
 
-    default: Hotline
-    numbers: Mapping[str, Hotline] = field(default_factory=dict)
+    default: DialedLine
+    numbers: Mapping[str, DialedLine] = field(default_factory=dict)
 
-    def for_number(self, dialed: str | None) -> Hotline:
+    def for_number(self, dialed: str | None) -> DialedLine:
         """Return the settings of the number the caller dialed."""
         return self.numbers.get(e164(dialed) or "", self.default)
 
 
-def load_settings(path: Path, languages: tuple[str, ...]) -> Settings:
+def load_settings(path: Path, languages: tuple[str, ...]) -> HotlineSettings:
     """Read the settings file; raise ConfigError saying what is wrong."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -84,11 +61,11 @@ def load_settings(path: Path, languages: tuple[str, ...]) -> Settings:
     unknown = sorted(data.keys() - {"default", "numbers"})
     if unknown:
         raise ConfigError(f"{path}: unknown {unknown[0]!r}; expected [default] and [numbers.…]")
-    default = _hotline(path, "default", data.get("default", {}), languages, None)
+    default = _dialed_line(path, "default", data.get("default", {}), languages, None)
     listed = data.get("numbers", {})
     if not isinstance(listed, dict):
         raise ConfigError(f'{path}: numbers must be tables such as [numbers."+73422195195"]')
-    numbers: dict[str, Hotline] = {}
+    numbers: dict[str, DialedLine] = {}
     spelt: dict[str, str] = {}
     for raw, table in listed.items():
         number = e164(raw)
@@ -97,13 +74,13 @@ def load_settings(path: Path, languages: tuple[str, ...]) -> Settings:
         if number in spelt:  # two spellings of one number: which one wins would be a guess
             raise ConfigError(f"{path}: [numbers.{raw!r}] is {spelt[number]!r} again ({number})")
         spelt[number] = raw
-        numbers[number] = _hotline(path, f"numbers.{raw!r}", table, languages, default)
-    return Settings(default, numbers)
+        numbers[number] = _dialed_line(path, f"numbers.{raw!r}", table, languages, default)
+    return HotlineSettings(default, numbers)
 
 
-def _hotline(
-    path: Path, where: str, table: object, languages: tuple[str, ...], base: Hotline | None
-) -> Hotline:
+def _dialed_line(
+    path: Path, where: str, table: object, languages: tuple[str, ...], base: DialedLine | None
+) -> DialedLine:
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: [{where}] must be a table")
     unknown = sorted(table.keys() - set(HOTLINE_KEYS))
@@ -121,7 +98,8 @@ def _hotline(
     if raw_operator and operator is None:
         raise ConfigError(f"{path}: [{where}] operator {raw_operator!r} is not a phone number")
     inherited = base.voice if base and base.language == language else None
-    return Hotline(language, operator, _voice(path, where, table.get("voice", inherited), language))
+    voice = _voice(path, where, table.get("voice", inherited), language)
+    return DialedLine(language, operator, voice)
 
 
 def _voice(path: Path, where: str, voice: object, language: str) -> str | None:

@@ -8,12 +8,12 @@ import pytest
 
 from ivr import flow
 from ivr.errors import ConfigError
-from ivr.settings import Hotline, Settings, caller_id, e164, load_settings
+from ivr.hotlines import DialedLine, HotlineSettings, load_settings
 
 SHIPPED = Path(__file__).resolve().parent.parent / "data" / "hotline.toml"
 
 
-def settings_from(tmp_path: Path, text: str) -> Settings:
+def settings_from(tmp_path: Path, text: str) -> HotlineSettings:
     path = tmp_path / "hotline.toml"
     path.write_text(text, encoding="utf-8")
     return load_settings(path, flow.LANGUAGES)
@@ -23,7 +23,7 @@ def settings_from(tmp_path: Path, text: str) -> Settings:
 def test_every_spelling_of_the_hotline_number_selects_its_settings(dialed: str) -> None:
     settings = load_settings(SHIPPED, flow.LANGUAGES)
     assert settings.for_number(dialed) is settings.numbers["+73422195195"]
-    assert settings.for_number(dialed) == Hotline("ru-RU", "+73422195100")
+    assert settings.for_number(dialed) == DialedLine("ru-RU", "+73422195100")
 
 
 @pytest.mark.parametrize("listed", ["+7 342 219-51-96", "83422195196", "+73422195196"])
@@ -41,13 +41,6 @@ def test_other_numbers_get_the_default(dialed: str | None) -> None:
     assert settings.for_number(dialed) is settings.default
 
 
-def test_e164_and_caller_id() -> None:
-    assert e164("8 (342) 219-51-95") == "+73422195195"
-    assert e164("not a number") is None and e164(None) is None
-    assert caller_id("+7 342 200-00-01") == "+73422000001"
-    assert caller_id("anonymous") == caller_id(None) == "unknown"
-
-
 def test_a_number_takes_what_it_leaves_out_from_the_default(tmp_path: Path) -> None:
     settings = settings_from(
         tmp_path,
@@ -56,10 +49,10 @@ def test_a_number_takes_what_it_leaves_out_from_the_default(tmp_path: Path) -> N
         '[numbers."+73422195196"]\nlanguage = "en-US"\n'
         '[numbers."+73422195197"]\noperator = ""\n',
     )
-    assert settings.default == Hotline("ru-RU", "+73422195100", "Polly.Maxim")
+    assert settings.default == DialedLine("ru-RU", "+73422195100", "Polly.Maxim")
     assert settings.for_number("+73422195195") == settings.default
     # A voice speaks one language, so a number in another language does not take it.
-    assert settings.for_number("+73422195196") == Hotline("en-US", "+73422195100", None)
+    assert settings.for_number("+73422195196") == DialedLine("en-US", "+73422195100", None)
     assert settings.for_number("+73422195197").operator is None
 
 

@@ -1,92 +1,34 @@
-"""Prompt files: load, check and render what the hotline says; reload on change.
-
-One TOML file a language in the prompts folder, named after its language (`ru-RU.toml`):
-
-    language = "ru-RU"          # a language Twilio's <Say> knows
-    voice = "Polly.Tatyana"     # a Twilio voice that speaks it
-    [phrases]
-    balance_positive = "На вашем счёте {amount}."
-    greeting = { audio = "audio/greeting-ru.wav", text = "Здравствуйте!" }
-
-A phrase is text, or a recording: an inline table whose `audio` names a file under the
-prompts folder, played with `<Play>`, and whose optional `text` says what the recording says
-(for previews). A phrase the flow fills in (one with placeholders) must stay text.
+"""The prompt file checker: every fault of a file, with the line an editor finds it on.
 
 `check_file` finds every fault of a file with its line; `ivr prompts check` prints them and
 `PromptLibrary` refuses a file that has any, so the command and the server always agree.
+
+A little over 400 lines: `KeyLines` (where each key is, which tomllib does not say) and the
+per-phrase checks are one job, finding a fault's line, and read best side by side.
 """
 
 from __future__ import annotations
 
 import difflib
 import json
-import logging
 import re
 import string
-import threading
-import time
 import tomllib
-from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from ivr import voices
 from ivr.errors import PromptError
-
-log = logging.getLogger(__name__)
+from ivr.prompts import voices
+from ivr.prompts.model import AUDIO_TYPES, PromptSet, Recording
 
 PHRASES_TABLE = "phrases"
 TOP_LEVEL_KEYS = ("language", "voice", PHRASES_TABLE)
 RECORDING_KEYS = ("audio", "text")
-# What Twilio's <Play> accepts (its documented MIME types), by file suffix.
-AUDIO_TYPES: Mapping[str, str] = {
-    ".mp3": "audio/mpeg",
-    ".wav": "audio/wav",
-    ".wave": "audio/wav",
-    ".aif": "audio/aiff",
-    ".aiff": "audio/aiff",
-    ".aifc": "audio/x-aifc",
-    ".gsm": "audio/gsm",
-    ".ulaw": "audio/ulaw",
-}
 # Room kept for each filled-in placeholder when a phrase's length is checked: the longest
 # amount in words ("девятьсот девяносто девять миллиардов ...") takes about 330 bytes.
 PLACEHOLDER_RESERVE_BYTES = 400
 PLACEHOLDER_HINT = "a placeholder is a name in braces such as {amount}; write {{ or }} for a brace"
-
-
-# --- what a prompt file holds ---------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Recording:
-    """A phrase spoken by a recorded audio file instead of text-to-speech."""
-
-    file: str  # under the prompts folder, with forward slashes, as the audio URL names it
-    version: int  # the file's mtime: a re-recorded file gets a new URL, past Twilio's cache
-
-
-@dataclass(frozen=True)
-class PromptSet:
-    """Every phrase of one language, with the voice that speaks them."""
-
-    language: str
-    voice: str
-    phrases: Mapping[str, str]  # a recording's entry is its transcript
-    audio: Mapping[str, Recording] = field(default_factory=dict)
-
-    def render(self, phrase: str, values: Mapping[str, str]) -> str:
-        """Fill a phrase's placeholders."""
-        return self.phrases[phrase].format_map(values)
-
-    def with_voice(self, voice: str | None) -> PromptSet:
-        """Return this set spoken by `voice` (a hotline's override), or itself for None."""
-        return replace(self, voice=voice) if voice else self
-
-
-def placeholders(text: str) -> set[str]:
-    """Return the names of the `{placeholders}` in a phrase."""
-    return {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
 
 
 # --- faults ---------------------------------------------------------------------------------
@@ -133,7 +75,7 @@ def check_folder(
     folder: Path, required: Mapping[str, frozenset[str]], languages: Collection[str] = ()
 ) -> FolderReport:
     """Check every prompt file of a folder, and that each of `languages` has one."""
-    paths, faults = _folder_files(folder, languages)
+    paths, faults = folder_files(folder, languages)
     files = tuple(check_file(path, required) for path in paths)
     return FolderReport(files, tuple(faults) + tuple(f for c in files for f in c.faults))
 
@@ -151,7 +93,7 @@ def load(path: Path, required: Mapping[str, frozenset[str]]) -> PromptSet:
     return checked.prompt_set
 
 
-def _folder_files(folder: Path, languages: Collection[str]) -> tuple[list[Path], list[Fault]]:
+def folder_files(folder: Path, languages: Collection[str]) -> tuple[list[Path], list[Fault]]:
     if not folder.is_dir():
         return [], [Fault(folder, 0, "no such folder of prompt files")]
     paths = sorted(folder.glob("*.toml"))
@@ -477,150 +419,3 @@ def _braces(names: Iterable[str]) -> str:
 def _did_you_mean(word: str, choices: Iterable[str]) -> str:
     close = difflib.get_close_matches(word, list(choices), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-# --- the library the server reads -------------------------------------------------------------
-
-Stamp = tuple[tuple[int, int] | None, ...]
-
-
-def _stamp(paths: Sequence[Path]) -> Stamp:
-    """Say when and how big each file is, so any edit (or removal) changes the stamp."""
-    stamps: list[tuple[int, int] | None] = []
-    for path in paths:
-        try:
-            stat = path.stat()
-        except OSError:
-            stamps.append(None)
-        else:
-            stamps.append((stat.st_mtime_ns, stat.st_size))
-    return tuple(stamps)
-
-
-class PromptLibrary:
-    """The prompt sets of a folder, reloaded when a file changes; a broken edit is ignored.
-
-    A file's modification time is looked at no more than once a `check_interval_s`, so a
-    request costs a dictionary look-up, not a file read. At start-up any fault raises
-    PromptError; later, a file with a fault is refused, logged and reported by `faults`,
-    while its last good version keeps serving.
-    """
-
-    def __init__(
-        self,
-        folder: Path,
-        required: Mapping[str, frozenset[str]],
-        check_interval_s: float = 1.0,
-        languages: Collection[str] = (),
-    ) -> None:
-        self.folder = folder
-        self.required = required
-        self.check_interval_s = check_interval_s
-        self.required_languages = tuple(languages)
-        self._sets: dict[str, PromptSet] = {}
-        self._stamps: dict[str, Stamp] = {}  # by file name
-        self._watched: dict[str, tuple[Path, ...]] = {}  # file name -> its recordings
-        self._file_faults: dict[str, tuple[Fault, ...]] = {}
-        self._folder_faults: dict[str, tuple[Fault, ...]] = {}
-        self._recordings: dict[str, Path] = {}
-        self._lock = threading.Lock()
-        self._scan(strict=True)
-        self._checked_at = time.monotonic()
-
-    def get(self, language: str) -> PromptSet:
-        """Return the last good prompt set of a language."""
-        self._maybe_reload()
-        try:
-            return self._sets[language]
-        except KeyError:
-            raise PromptError(f"no prompt file for {language} in {self.folder}") from None
-
-    @property
-    def languages(self) -> list[str]:
-        """Return the languages that have a good prompt set."""
-        return sorted(self._sets)
-
-    @property
-    def faults(self) -> dict[str, list[str]]:
-        """Return, by file name, the faults of files whose last edit was refused or is gone."""
-        self._maybe_reload()
-        merged = {**self._folder_faults, **self._file_faults}
-        return {name: [str(f) for f in faults] for name, faults in sorted(merged.items())}
-
-    def recording(self, file: str) -> Path | None:
-        """Return the audio file that a prompt set in service plays as `file`, if any."""
-        self._maybe_reload()
-        return self._recordings.get(file)
-
-    def _maybe_reload(self) -> None:
-        now = time.monotonic()
-        if now - self._checked_at < self.check_interval_s:
-            return
-        with self._lock:
-            if now - self._checked_at < self.check_interval_s:
-                return
-            try:
-                self._scan(strict=False)
-            except Exception:  # a bug in here must not cost callers the last good prompts
-                log.exception("looking for edited prompt files failed; the loaded ones serve on")
-            finally:
-                self._checked_at = now
-
-    def _scan(self, strict: bool) -> None:
-        paths, folder_faults = _folder_files(self.folder, self.required_languages)
-        refused: list[Fault] = []
-        for path in paths:
-            before = _stamp((path,))
-            if self._stamps.get(path.name) == before + _stamp(self._watched.get(path.name, ())):
-                continue
-            checked = check_file(path, self.required)
-            self._watched[path.name] = checked.recordings
-            # The file's stamp is the one from before reading it: an edit made meanwhile is
-            # then seen at the next look.
-            self._stamps[path.name] = before + _stamp(checked.recordings)
-            if checked.prompt_set is None:
-                refused.extend(checked.faults)
-                self._refuse(path, checked.faults, strict)
-                continue
-            self._file_faults.pop(path.name, None)
-            if not strict:
-                log.info("prompt file %s reloaded", path)
-            self._sets[checked.prompt_set.language] = checked.prompt_set
-        if strict and (folder_faults or refused):
-            raise PromptError("prompt files have faults:\n" + report([*folder_faults, *refused]))
-        named = {path.name for path in paths} | {fault.path.name for fault in folder_faults}
-        for name in sorted(self._stamps.keys() - named):  # loaded once, since removed
-            folder_faults.append(
-                Fault(
-                    self.folder / name,
-                    0,
-                    "removed; its last good version keeps serving until the server restarts",
-                )
-            )
-        self._note_folder_faults(folder_faults)
-        self._recordings = {
-            recording.file: self.folder / recording.file
-            for prompt_set in self._sets.values()
-            for recording in prompt_set.audio.values()
-        }
-
-    def _refuse(self, path: Path, faults: tuple[Fault, ...], strict: bool) -> None:
-        self._file_faults[path.name] = faults
-        if strict:
-            return
-        kept = (
-            "its last good version keeps serving"
-            if path.stem in self._sets
-            else "it was not loaded"
-        )
-        log.error("prompt file %s refused, %s:\n%s", path, kept, report(faults))
-
-    def _note_folder_faults(self, faults: list[Fault]) -> None:
-        by_name: dict[str, list[Fault]] = {}
-        for fault in faults:
-            by_name.setdefault(fault.path.name, []).append(fault)
-        found = {name: tuple(group) for name, group in by_name.items()}
-        for name, group in found.items():
-            if self._folder_faults.get(name) != group:  # log a change once, not every second
-                log.error("prompt files: %s", report(group))
-        self._folder_faults = found

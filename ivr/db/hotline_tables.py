@@ -1,0 +1,204 @@
+"""The hotline's own tables: failed lookups for the lockout, and the call log.
+
+Writing the call log must never break a call: a write that fails or waits too long is
+logged and dropped, and the caller gets the answer all the same. Contract numbers are
+masked here, before anything is stored.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import Connection, Engine, bindparam, func, insert, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from ivr.calllog import UNKNOWN_CALL, End, Step
+from ivr.contract import mask
+from ivr.db.engine import lock_wait, reason
+from ivr.db.schema import CALL_LOG_CONTRACT_LENGTH, CallEnd, CallStep, FailedLookup, UtcDateTime
+from ivr.errors import LedgerError
+
+# The name operators know the call log's warnings by, from before it moved here.
+log = logging.getLogger("ivr.calllog")
+
+# How long a call-log write may wait for a lock: it must not hold up the caller's answer.
+CALL_LOG_WAIT_MS = 500
+CALL_SID_LENGTH = 64
+
+
+# --- lockout ------------------------------------------------------------------------------
+
+
+def record_failed_lookup(session: Session, caller: str, at: datetime) -> None:
+    """Count one failed contract entry against a caller."""
+    session.add(FailedLookup(caller=caller, at=at))
+
+
+_FAILED_LOOKUPS_SINCE = (
+    select(func.count())
+    .select_from(FailedLookup.__table__)
+    .where(
+        FailedLookup.__table__.c.caller == bindparam("caller"),
+        FailedLookup.__table__.c.at >= bindparam("since", type_=UtcDateTime()),
+    )
+)
+
+
+def failed_lookups_since(session: Session, caller: str, since: datetime) -> int:
+    """Return how many failed contract entries a caller made at or after `since`."""
+    count = session.connection().scalar(_FAILED_LOOKUPS_SINCE, {"caller": caller, "since": since})
+    return int(count or 0)
+
+
+# --- call log: writes ---------------------------------------------------------------------
+
+
+def masked_contract(digits: str | None) -> str | None:
+    """Mask what the caller keyed in as a contract, cut to the column's width."""
+    if digits is None:
+        return None
+    width = CALL_LOG_CONTRACT_LENGTH
+    text = mask(digits)
+    if len(text) > width:
+        text = text[:2] + "*" * (width - 6) + text[-4:]
+    return text
+
+
+def log_step(engine: Engine, step: Step) -> bool:
+    """Store one step; on any failure log it and return False instead of raising."""
+    try:
+        with engine.begin() as connection:
+            with lock_wait(connection, CALL_LOG_WAIT_MS):
+                record_call_step(
+                    connection,
+                    call_sid=_sid(step.call_sid),
+                    caller=step.caller,
+                    at=step.at,
+                    state=step.state,
+                    next_state=step.next_state,
+                    outcome=step.outcome,
+                    masked_contract=masked_contract(step.contract),
+                )
+    except Exception as exc:
+        log.warning(
+            "call %s: the call log missed a step (%s -> %s): %s",
+            step.call_sid,
+            step.state,
+            step.outcome,
+            reason(exc),
+        )
+        return False
+    return True
+
+
+def log_end(engine: Engine, end: End) -> bool:
+    """Store the status Twilio reported for a call; on any failure log it and return False."""
+    try:
+        with engine.begin() as connection:
+            with lock_wait(connection, CALL_LOG_WAIT_MS):
+                record_call_end(
+                    connection,
+                    call_sid=_sid(end.call_sid),
+                    caller=end.caller,
+                    at=end.at,
+                    status=end.status[:20],
+                    duration_s=end.duration_s,
+                )
+    except Exception as exc:
+        log.warning(
+            "call %s: the call log missed its end (%s): %s", end.call_sid, end.status, reason(exc)
+        )
+        return False
+    return True
+
+
+def _sid(call_sid: str) -> str:
+    return call_sid[:CALL_SID_LENGTH] or UNKNOWN_CALL
+
+
+def record_call_step(
+    executor: Connection | Session,
+    *,
+    call_sid: str,
+    caller: str,
+    at: datetime,
+    state: str | None,
+    next_state: str | None,
+    outcome: str,
+    masked_contract: str | None,
+) -> None:
+    """Add one step to the call log; the contract must already be masked."""
+    # A Core INSERT, sent at once: every step writes one, and the ORM's unit of work
+    # cost more than the row.
+    executor.execute(
+        insert(CallStep),
+        {
+            "call_sid": call_sid,
+            "caller": caller,
+            "at": at,
+            "state": state,
+            "next_state": next_state,
+            "outcome": outcome,
+            "contract": masked_contract,
+        },
+    )
+
+
+def record_call_end(
+    executor: Connection | Session,
+    *,
+    call_sid: str,
+    caller: str,
+    at: datetime,
+    status: str,
+    duration_s: int | None,
+) -> None:
+    """Add a status Twilio reported for a call to the call log."""
+    executor.execute(
+        insert(CallEnd),
+        {
+            "call_sid": call_sid,
+            "caller": caller,
+            "at": at,
+            "status": status,
+            "duration_s": duration_s,
+        },
+    )
+
+
+# --- call log: reads ----------------------------------------------------------------------
+
+
+def call_steps_between(session: Session, start: datetime, end: datetime) -> list[CallStep]:
+    """Return the call-log steps of calls that had a step in [start, end), call by call in order."""
+    in_window = select(CallStep.call_sid).where(CallStep.at >= start, CallStep.at < end)
+    rows = session.scalars(
+        select(CallStep)
+        .where(CallStep.call_sid.in_(in_window.distinct()))
+        .order_by(CallStep.call_sid, CallStep.at, CallStep.id)
+    )
+    return list(rows)
+
+
+def call_ends_between(session: Session, start: datetime, end: datetime) -> list[CallEnd]:
+    """Return the statuses Twilio reported in [start, end), oldest first."""
+    rows = session.scalars(
+        select(CallEnd)
+        .where(CallEnd.at >= start, CallEnd.at < end)
+        .order_by(CallEnd.at, CallEnd.id)
+    )
+    return list(rows)
+
+
+def read_call_log(
+    engine: Engine, steps_in: tuple[datetime, datetime], ends_in: tuple[datetime, datetime]
+) -> tuple[Sequence[CallStep], Sequence[CallEnd]]:
+    """Return the call log's steps and ends in two windows; raise LedgerError on failure."""
+    try:
+        with Session(engine) as session:
+            return call_steps_between(session, *steps_in), call_ends_between(session, *ends_in)
+    except SQLAlchemyError as exc:
+        raise LedgerError(reason(exc)) from None

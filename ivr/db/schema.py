@@ -1,0 +1,187 @@
+"""The tables: billing's ledger (accounts, entries) and the hotline's own (lockout, call log).
+
+`Money` and `UtcDateTime` make SQLite and PostgreSQL agree: exact kopecks, aware UTC times.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    Engine,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    inspect,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from ivr.contract import CONTRACT_LENGTH
+
+KINDS = ("payment", "charge", "adjustment", "promised_payment")
+KOPECK = Decimal("0.01")
+
+
+class Money(TypeDecorator[Decimal]):
+    """Exact rubles: NUMERIC(12, 2) where the database has it, integer kopecks on SQLite.
+
+    SQLite has no decimal type and would keep 123.45 as a float, so its column holds
+    kopecks; Python always sees a `Decimal` quantized to kopecks.
+    """
+
+    impl = Numeric(12, 2)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(BigInteger())
+        return dialect.type_descriptor(Numeric(12, 2, asdecimal=True))
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if dialect.name == "sqlite":
+            return int(value.scaleb(2).to_integral_exact())
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        if dialect.name == "sqlite":
+            return Decimal(int(value)).scaleb(-2).quantize(KOPECK)
+        return Decimal(value).quantize(KOPECK)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """An aware timestamp stored as UTC, so SQLite compares it correctly as text."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("ledger timestamps must carry a UTC offset")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Account(Base):
+    """A subscriber's contract; created on the first entry billing posts for it."""
+
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contract: Mapped[str] = mapped_column(String(CONTRACT_LENGTH), unique=True)
+
+
+class Entry(Base):
+    """One posting to an account: a payment (+), a charge (-), an adjustment, ..."""
+
+    __tablename__ = "entries"
+    __table_args__ = (
+        # Covers the balance query (account, time bound, sum of amounts) from the index
+        # alone, so a lookup costs the same at a thousand or a million accounts.
+        Index("ix_entries_account_posted_amount", "account_id", "posted_at", "amount"),
+        CheckConstraint(f"kind IN ({', '.join(repr(k) for k in KINDS)})", name="ck_entry_kind"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True
+    )
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    posted_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    amount: Mapped[Decimal] = mapped_column(Money())
+    kind: Mapped[str] = mapped_column(String(20))
+    memo: Mapped[str] = mapped_column(Text(), default="")
+    # A digest of the row's content: importing the same file twice adds nothing.
+    # Entries billing posts by other means may leave it empty.
+    entry_key: Mapped[str | None] = mapped_column(String(64), unique=True)
+
+
+class FailedLookup(Base):
+    """A caller's failed contract entry, counted across calls and processes for lockout."""
+
+    __tablename__ = "failed_lookups"
+    __table_args__ = (Index("ix_failed_lookups_caller_at", "caller", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    caller: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+# A masked contract as the call log stores it; longer keyed-in junk is cut to this.
+CALL_LOG_CONTRACT_LENGTH = 20
+
+
+class CallStep(Base):
+    """One webhook step of a call, as the call log keeps it: where, how it ended, which contract.
+
+    The contract is stored masked; the table refuses a value without a mask character, so
+    a whole contract number cannot land here by mistake.
+    """
+
+    __tablename__ = "call_steps"
+    __table_args__ = (
+        Index("ix_call_steps_at", "at"),
+        Index("ix_call_steps_call_sid_at", "call_sid", "at"),
+        CheckConstraint("contract IS NULL OR contract LIKE '%*%'", name="ck_call_steps_masked"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True
+    )
+    call_sid: Mapped[str] = mapped_column(String(64))
+    caller: Mapped[str] = mapped_column(String(32))  # E.164, or "unknown"
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+    state: Mapped[str | None] = mapped_column(String(20))  # None: the call was just answered
+    next_state: Mapped[str | None] = mapped_column(String(20))  # None: the call ended here
+    outcome: Mapped[str] = mapped_column(String(20))
+    contract: Mapped[str | None] = mapped_column(String(CALL_LOG_CONTRACT_LENGTH))
+
+
+class CallEnd(Base):
+    """A status Twilio reported for a call (its status callback): how and after how long."""
+
+    __tablename__ = "call_ends"
+    __table_args__ = (Index("ix_call_ends_at", "at"), Index("ix_call_ends_call_sid", "call_sid"))
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True
+    )
+    call_sid: Mapped[str] = mapped_column(String(64))
+    caller: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+    status: Mapped[str] = mapped_column(String(20))
+    duration_s: Mapped[int | None] = mapped_column(Integer())
+
+
+def create_schema(engine: Engine) -> None:
+    """Create the ledger's tables and indexes where they are missing."""
+    Base.metadata.create_all(engine)
+
+
+def has_schema(engine: Engine) -> bool:
+    """Return True when the ledger's tables exist."""
+    return inspect(engine).has_table(Entry.__tablename__)

@@ -1,0 +1,45 @@
+"""One unit of work per webhook step: open a session, lend the flow its view, commit once."""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from ivr.db.hotline_tables import record_failed_lookup
+from ivr.db.ledger import LedgerView
+from ivr.flow import FailedTry
+
+
+class StepUnit:
+    """A webhook step's database work: reads through `ledger`, writes on `record`, one commit.
+
+    The commit happens when the block ends without an error; an error rolls everything
+    back, so a step that ends in the apology records nothing.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def __enter__(self) -> StepUnit:
+        self.session = Session(self.engine)
+        self.ledger = LedgerView(self.session)
+        return self
+
+    def record(self, failed_try: FailedTry | None) -> None:
+        """Keep what the flow asked to record; it is written at the commit."""
+        if failed_try is not None:
+            record_failed_lookup(self.session, failed_try.caller, failed_try.at)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if exc_type is None:
+                self.session.commit()
+        finally:
+            self.session.close()

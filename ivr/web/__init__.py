@@ -1,0 +1,134 @@
+"""The web layer, the only package that knows Flask: `create_app()` and its config."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from twilio.request_validator import RequestValidator
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from ivr import db, flow, logs, money
+from ivr.errors import ConfigError
+from ivr.hotlines import load_settings
+from ivr.languages import LANGUAGES
+from ivr.prompts import PromptLibrary
+from ivr.web import signature, webhooks
+from ivr.web.services import Services, services
+
+__all__ = [
+    "DEFAULT_DATABASE_URL",
+    "DEFAULT_PROMPTS_DIR",
+    "DEMO_LEDGER",
+    "PROJECT_ROOT",
+    "Services",
+    "create_app",
+    "services",
+]
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
+DEFAULT_DATABASE_URL = f"sqlite:///{PROJECT_ROOT / 'data' / 'ledger.sqlite3'}"
+DEMO_LEDGER = PROJECT_ROOT / "data" / "demo_ledger.csv"
+DEFAULT_PROMPTS_DIR = PROJECT_ROOT / "prompts"
+
+# Environment variable -> config key, read over the defaults and under a test mapping.
+ENVIRONMENT = {
+    "IVR_DATABASE_URL": "DATABASE_URL",
+    "TWILIO_AUTH_TOKEN": "AUTH_TOKEN",
+    "IVR_PUBLIC_URL": "PUBLIC_URL",
+    "IVR_PROMPTS_DIR": "PROMPTS_DIR",
+    "IVR_SETTINGS": "SETTINGS_FILE",
+    "IVR_LOCKOUT_FAILURES": "LOCKOUT_FAILURES",
+    "IVR_LOCKOUT_MINUTES": "LOCKOUT_MINUTES",
+    "IVR_PROXY_FIX": "PROXY_FIX",
+}
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    """Create the hotline app: defaults, then IVR_* variables, then `test_config`."""
+    app = Flask(__name__)
+    app.config.from_mapping(
+        DATABASE_URL=DEFAULT_DATABASE_URL,
+        AUTH_TOKEN=None,
+        PUBLIC_URL=None,
+        PROMPTS_DIR=str(DEFAULT_PROMPTS_DIR),
+        SETTINGS_FILE=str(PROJECT_ROOT / "data" / "hotline.toml"),
+        LOCKOUT_FAILURES=5,
+        LOCKOUT_MINUTES=60,
+        PROXY_FIX=0,  # how many proxies in front set X-Forwarded-*; 0 trusts none
+    )
+    for variable, key in ENVIRONMENT.items():
+        if os.environ.get(variable):
+            app.config[key] = os.environ[variable]
+    if test_config is not None:
+        app.config.from_mapping(test_config)
+
+    # Everything that can be prepared once is prepared here, not per request; a config
+    # that cannot work fails now rather than on the first call.
+    app.extensions["ivr"] = Services(
+        engine=db.make_engine(app.config["DATABASE_URL"]),
+        prompts=PromptLibrary(Path(app.config["PROMPTS_DIR"]), flow.PHRASES, languages=LANGUAGES),
+        settings=load_settings(Path(app.config["SETTINGS_FILE"]), LANGUAGES),
+        validator=RequestValidator(app.config["AUTH_TOKEN"]) if app.config["AUTH_TOKEN"] else None,
+        limits=_lockout_limits(app.config["LOCKOUT_FAILURES"], app.config["LOCKOUT_MINUTES"]),
+        public_url=app.config["PUBLIC_URL"],
+    )
+    money.preload()  # a server pays the slow import at start, not a caller
+    # Contract numbers and the token stay out of every log line, ours or a library's.
+    logs.install([app.config["AUTH_TOKEN"]])
+    proxies = _proxy_count(app.config["PROXY_FIX"])
+    if proxies:
+        # Behind a TLS-terminating proxy the app sees http; Twilio signed the https URL.
+        # Trusted only when configured: anyone can send X-Forwarded-* headers.
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies, x_port=proxies
+        )
+    app.before_request(signature.check_signature)
+    app.register_error_handler(Exception, webhooks.apologise)
+    app.add_url_rule("/voice", view_func=webhooks.answer_call, methods=["POST"])
+    app.add_url_rule("/voice/step", view_func=webhooks.answer_step, methods=["POST"])
+    app.add_url_rule("/voice/fallback", view_func=webhooks.answer_fallback, methods=["POST"])
+    app.add_url_rule("/voice/status", view_func=webhooks.record_status, methods=["POST"])
+    app.add_url_rule("/healthz", view_func=webhooks.health, methods=["GET"])
+    app.add_url_rule(
+        "/prompts-audio/<path:file>",
+        "prompt_audio",
+        view_func=webhooks.prompt_audio,
+        methods=["GET"],
+    )
+    return app
+
+
+def _minutes(value: Any) -> timedelta:
+    return timedelta(minutes=float(value))
+
+
+def _lockout_limits(failures: Any, minutes: Any) -> flow.Limits:
+    """Read the lockout settings; refuse ones that would lock out everyone or no one."""
+    try:
+        count, window = int(failures), _minutes(minutes)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"LOCKOUT_FAILURES ({failures!r}) and LOCKOUT_MINUTES ({minutes!r}) must be numbers"
+        ) from None
+    if count < 1 or window <= timedelta(0):
+        raise ConfigError(
+            f"LOCKOUT_FAILURES must be 1 or more and LOCKOUT_MINUTES above 0, got {failures!r}"
+            f" and {minutes!r}"
+        )
+    return flow.Limits(lockout_failures=count, lockout_window=window)
+
+
+def _proxy_count(value: Any) -> int:
+    """Read PROXY_FIX: a number of proxies, or yes/no for one or none."""
+    words = {"": 0, "false": 0, "no": 0, "off": 0, "true": 1, "yes": 1, "on": 1}
+    text = str(value).strip().lower()
+    if text in words:
+        return words[text]
+    if text.isdigit():
+        return int(text)
+    raise ConfigError(f"PROXY_FIX must be a number of proxies or yes/no, got {value!r}")

@@ -1,0 +1,237 @@
+"""The webhooks Twilio posts to, and the apology any failure inside them turns into."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from urllib.parse import urlencode
+
+from flask import Response, abort, g, jsonify, request, send_file, url_for
+from werkzeug.exceptions import HTTPException
+
+from ivr import calllog, db, flow
+from ivr.contract import mask
+from ivr.hotlines import DialedLine
+from ivr.phones import caller_id
+from ivr.prompts import AUDIO_TYPES, PromptSet
+from ivr.web import twiml
+from ivr.web.services import services
+
+log = logging.getLogger(__name__)
+
+TWIML = "text/xml"
+
+
+def answer_call() -> Response:
+    """Answer a new call with the greeting and the main menu."""
+    language = dialed_line().language
+    with db.StepUnit(services().engine) as unit:
+        ctx = _context(unit.ledger)
+        reply = flow.start(language, ctx)
+        unit.record(reply.failed_try)
+    response = _twiml(reply, language)
+    _log_step(ctx, None, reply)
+    return response
+
+
+def answer_step() -> Response:
+    """Answer the keys pressed at a Gather (or its silence)."""
+    call = flow.Call.from_query(request.args)
+    with db.StepUnit(services().engine) as unit:
+        ctx = _context(unit.ledger)
+        reply = flow.step(call, request.form.get("Digits"), ctx)
+        unit.record(reply.failed_try)
+        if reply.contract is not None:
+            log.info(
+                "call %s: contract %s -> %s",
+                request.form.get("CallSid", "?"),
+                mask(reply.contract),
+                reply.outcome.value,
+            )
+    # The ledger session is committed (a failed entry counts) before the call log is
+    # written, and the call log cannot take the answer away.
+    response = _twiml(reply, call.lang)
+    _log_step(ctx, call.state, reply)
+    return response
+
+
+def answer_fallback() -> Response:
+    """Apologise without touching the ledger (Twilio's fallback URL)."""
+    return _xml(twiml.apology(_prompts_or_none(dialed_line().language), _audio_url))
+
+
+def record_status() -> Response:
+    """Log the end of a call and keep it in the call log (Twilio's status callback)."""
+    form = request.form
+    caller = caller_id(form.get("From"))
+    log.info(
+        "call %s from %s ended: %s after %s s",
+        form.get("CallSid", "?"),
+        caller,
+        form.get("CallStatus", "?"),
+        form.get("CallDuration", "?"),
+    )
+    db.log_end(
+        services().engine,
+        calllog.End(
+            call_sid=form.get("CallSid") or calllog.UNKNOWN_CALL,
+            caller=caller,
+            at=datetime.now(UTC),
+            status=form.get("CallStatus") or "unknown",
+            duration_s=calllog.duration(form.get("CallDuration")),
+        ),
+    )
+    return _xml(twiml.empty())
+
+
+def health() -> Response:
+    """Report whether the prompt files are good: HTTP 200 either way, "degraded" on a fault.
+
+    A refused prompt edit leaves the hotline speaking the last good text, so the process is
+    fit to take calls; a 503 would make a load balancer drop every instance at once (they
+    share the prompts folder) and take the line down over a typo. Alert on "degraded".
+    """
+    faults = services().prompts.faults
+    body = {"status": "ok" if not faults else "degraded", "prompt_faults": faults}
+    return jsonify(body)
+
+
+def prompt_audio(file: str) -> Response:
+    """Serve a recorded phrase to Twilio's <Play>: only a file a prompt set in service names."""
+    # The URL only selects among the files the checked prompt sets name; it never becomes a
+    # path itself, so "../" leads nowhere.
+    path = services().prompts.recording(file)
+    if path is None:
+        abort(404)
+    # Its URL carries the file's version, so a long cache is safe: a new take gets a new URL.
+    return send_file(path, mimetype=AUDIO_TYPES[path.suffix.lower()], max_age=86400)
+
+
+def _context(ledger: flow.Ledger) -> flow.Context:
+    """Build what the flow may consult this step: the caller, the moment, the ledger view."""
+    return flow.Context(
+        caller=caller_id(request.form.get("From")),
+        now=datetime.now(UTC),
+        ledger=ledger,
+        operator_available=dialed_line().operator is not None,
+        limits=services().limits,
+    )
+
+
+def dialed_line() -> DialedLine:
+    """Return the settings of the number this request's caller dialed, read once a request."""
+    if "ivr_line" not in g:
+        g.ivr_line = services().settings.for_number(request.form.get("To"))
+    line: DialedLine = g.ivr_line
+    return line
+
+
+def _log_step(ctx: flow.Context, state: flow.State | None, reply: flow.Reply) -> None:
+    """Keep the step in the call log (never raises)."""
+    _record_step(
+        caller=ctx.caller,
+        at=ctx.now,
+        state=state.value if state is not None else None,
+        next_state=reply.next.state.value if reply.next is not None else None,
+        outcome=reply.outcome.value,
+        contract=reply.contract,
+    )
+
+
+def _record_step(
+    *,
+    caller: str,
+    at: datetime,
+    state: str | None,
+    next_state: str | None,
+    outcome: str,
+    contract: str | None = None,
+) -> None:
+    db.log_step(
+        services().engine,
+        calllog.Step(
+            call_sid=request.form.get("CallSid") or calllog.UNKNOWN_CALL,
+            caller=caller,
+            at=at,
+            state=state,
+            next_state=next_state,
+            outcome=outcome,
+            contract=contract,
+        ),
+    )
+
+
+def _twiml(reply: flow.Reply, lang: str) -> Response:
+    document = twiml.render(
+        reply,
+        lang,
+        prompts_for=_prompts_for,
+        action_url=_action_url,
+        operator=dialed_line().operator,
+        audio_url=_audio_url,
+    )
+    return _xml(document)
+
+
+def _audio_url(file: str, version: int) -> str:
+    """Build the absolute URL Twilio fetches a recorded phrase from."""
+    # `v` changes with the file, so Twilio, which caches what it plays, fetches a new take;
+    # the base is the public URL behind a proxy, else the host the request came to.
+    path = url_for("prompt_audio", file=file, v=version)
+    return (services().public_url or request.host_url.rstrip("/")) + path
+
+
+def _action_url(call: flow.Call) -> str:
+    return "/voice/step?" + urlencode(call.to_query())
+
+
+def _xml(document: str) -> Response:
+    return Response(document, 200, mimetype=TWIML)
+
+
+def _prompts_for(language: str) -> PromptSet:
+    """Return the prompts of a language, in the voice the dialed hotline asks for."""
+    voice = dialed_line().voice_for(language)
+    return services().prompts.get(language).with_voice(voice)
+
+
+def _prompts_or_none(language: str) -> PromptSet | None:
+    try:
+        return _prompts_for(language)
+    except Exception:
+        log.exception("no prompts to apologise with")
+        return None
+
+
+def apologise(error: Exception) -> Response | HTTPException:
+    """Turn any failure inside a webhook into the caller's apology, with HTTP 200."""
+    if isinstance(error, HTTPException):
+        return error
+    log.error("a webhook failed, the caller hears the apology: %s", _describe(error))
+    language = request.args.get("l") or services().settings.default.language
+    document = twiml.apology(_prompts_or_none(language), _audio_url)
+    # When the database is what failed, another write to it would only add its timeout
+    # to the caller's wait; the line above is the record.
+    if request.endpoint in ("answer_call", "answer_step") and not db.is_database_error(error):
+        _log_apology()
+    return _xml(document)
+
+
+def _log_apology() -> None:
+    """Keep a step that ended in the apology in the call log (never raises)."""
+    try:
+        state: str | None = flow.State(request.args.get("s")).value
+    except ValueError:
+        state = None  # a missing or unreadable state; never store what the URL held
+    _record_step(
+        caller=caller_id(request.form.get("From")),
+        at=datetime.now(UTC),
+        state=state,
+        next_state=None,
+        outcome=calllog.APOLOGY,
+    )
+
+
+def _describe(error: Exception) -> str:
+    """Name an error without its message's details, which may hold caller input."""
+    return f"{type(error).__module__}.{type(error).__qualname__}"
