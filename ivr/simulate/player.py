@@ -67,7 +67,8 @@ class CallSession:
 
     Between calls to `start`, `press` and `silence` the call is either waiting at a
     Gather or over. Every observable thing is passed to `on_event`; a failure that stops
-    the call raises CallError.
+    the call raises CallError. `twiml` is the last document answered, for tests that
+    check the TwiML itself; `from_=None` calls with no From parameter.
     """
 
     def __init__(
@@ -75,7 +76,7 @@ class CallSession:
         transport: Transport,
         on_event: Callable[[Event], None],
         *,
-        from_: str = DEFAULT_FROM,
+        from_: str | None = DEFAULT_FROM,
         to: str = DEFAULT_TO,
         auth_token: str | None = None,
         account_sid: str | None = None,
@@ -99,6 +100,11 @@ class CallSession:
     def call_sid(self) -> str:
         """Return this call's CallSid."""
         return self._base["CallSid"]
+
+    @property
+    def parameters(self) -> dict[str, str]:
+        """Return the parameters every webhook of this call carries (a copy)."""
+        return dict(self._base)
 
     @property
     def waiting(self) -> bool:

@@ -45,28 +45,37 @@ def new_sid(prefix: str) -> str:
 
 
 def call_parameters(
-    from_: str,
+    from_: str | None,
     to: str,
     *,
     status: str = "in-progress",
     call_sid: str | None = None,
     account_sid: str | None = None,
 ) -> dict[str, str]:
-    """Return the parameters Twilio sends with every voice webhook of a call."""
-    return {
+    """Return the parameters Twilio sends with every voice webhook of a call.
+
+    A `from_` of None sends no From at all, as a withheld number may come.
+    """
+    params = {
         "CallSid": call_sid or new_sid("CA"),
         "AccountSid": account_sid or new_sid("AC"),
-        "From": from_,
+        "From": from_ or "",
         "To": to,
         "CallStatus": status,
         "Direction": "inbound",
         "ApiVersion": API_VERSION,
     }
+    if from_ is None:
+        del params["From"]
+    return params
 
 
 def signature(url: str, params: Mapping[str, str], auth_token: str) -> str:
-    """Compute `X-Twilio-Signature` for a request to `url` with POST parameters `params`."""
-    return str(RequestValidator(auth_token).compute_signature(url, dict(params)))
+    """Compute `X-Twilio-Signature` for a request to `url` with POST parameters `params`.
+
+    A multi-valued mapping (werkzeug's MultiDict) is signed with every value, as Twilio does.
+    """
+    return str(RequestValidator(auth_token).compute_signature(url, params))
 
 
 class Request(NamedTuple):
