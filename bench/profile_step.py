@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import cProfile
 import pstats
-import random
 import subprocess
 import sys
 import time
@@ -35,12 +34,15 @@ for entry in (ROOT, BENCH):
         sys.path.insert(0, str(entry))
 
 import build_ledger  # noqa: E402
-from build_ledger import contract_for  # noqa: E402
-from run import SignedRequest, call_params, sign  # noqa: E402
+from run import (  # noqa: E402
+    SignedRequest,
+    contract_step_path,
+    deepest_requests,
+    first_step_requests,
+)
 
 BASE = "http://127.0.0.1:8001"
 TOKEN = "profile-token"
-DEEPEST = "/voice/step?s=contract&l=ru-RU&p=1&k=0"
 
 # label -> (file part, function name) patterns; the largest cumulative time among the
 # matches counts, so a function that calls another of the same label is not added twice.
@@ -72,21 +74,6 @@ WATCH: dict[str, list[tuple[str, str]]] = {
     ],
     "logging (Logger._log)": [("logging/__init__.py", "_log")],
 }
-
-
-def deepest_requests(accounts: int, n: int, seed: int = 3) -> list[SignedRequest]:
-    rng = random.Random(seed)
-    out = []
-    for _ in range(n):
-        params = call_params(rng, "in-progress")
-        params["Digits"] = contract_for(rng.randint(1, accounts))
-        out.append(sign(BASE, TOKEN, DEEPEST, params))
-    return out
-
-
-def first_requests(n: int, seed: int = 4) -> list[SignedRequest]:
-    rng = random.Random(seed)
-    return [sign(BASE, TOKEN, "/voice", call_params(rng, "ringing")) for _ in range(n)]
 
 
 def make_caller(client: Any, check: str) -> Callable[[SignedRequest], None]:
@@ -172,12 +159,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     app = create_app({"DATABASE_URL": url, "AUTH_TOKEN": TOKEN, "PUBLIC_URL": BASE})
     print(f"create_app(): {(time.perf_counter() - started) * 1000:.0f} ms (ivr already imported)")
+    from ivr.simulate import InProcessTransport
+
+    # The contract step's URL is found by walking a call, as bench/run.py does.
+    path = contract_step_path(InProcessTransport(app, BASE), TOKEN)
     client = app.test_client()
     deep = make_caller(client, "рубл")
     first = make_caller(client, "<Gather")
     n = args.requests
-    deepest = deepest_requests(args.accounts, n)
-    firsts = first_requests(n)
+    deepest = deepest_requests(BASE, TOKEN, path, args.accounts, n, seed=3)
+    firsts = first_step_requests(BASE, TOKEN, n, seed=4)
     for r in deepest[:200]:  # warm: connections, caches, first-call imports
         deep(r)
     for r in firsts[:200]:

@@ -39,7 +39,6 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -61,7 +60,16 @@ import build_ledger  # noqa: E402
 from build_ledger import LedgerInfo, contract_for  # noqa: E402
 from sqlalchemy import Engine  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
-from twilio.request_validator import RequestValidator  # noqa: E402
+
+from ivr.simulate import (  # noqa: E402
+    CallError,
+    CallSession,
+    Event,
+    HttpTransport,
+    Transport,
+    describe,
+)
+from ivr.simulate.transport import call_parameters, signature  # noqa: E402
 
 HOST = "127.0.0.1"  # loopback only: nothing here ever sends traffic off the machine
 ACCOUNT_SID = "AC" + "0" * 32
@@ -306,20 +314,17 @@ class SignedRequest:
 
 
 def call_params(rng: random.Random, status: str) -> dict[str, str]:
-    """The parameters Twilio sends with every voice webhook."""
-    return {
-        "CallSid": "CA" + "".join(rng.choices("0123456789abcdef", k=32)),
-        "AccountSid": ACCOUNT_SID,
-        "From": f"+7342{rng.randrange(10**7):07d}",
-        "To": HOTLINE_NUMBER,
-        "CallStatus": status,
-        "Direction": "inbound",
-    }
+    """The parameters Twilio sends with every voice webhook, for a random caller."""
+    call_sid = "CA" + "".join(rng.choices("0123456789abcdef", k=32))
+    caller = f"+7342{rng.randrange(10**7):07d}"
+    return call_parameters(
+        caller, HOTLINE_NUMBER, status=status, call_sid=call_sid, account_sid=ACCOUNT_SID
+    )
 
 
 def sign(base_url: str, token: str, path: str, params: Mapping[str, str]) -> SignedRequest:
-    signature = RequestValidator(token).compute_signature(base_url + path, dict(params))
-    return SignedRequest(path, urlencode(params), signature)
+    """Pre-sign one POST with ivr.simulate's signing, for the load tools to replay."""
+    return SignedRequest(path, urlencode(params), signature(base_url + path, params, token))
 
 
 def first_step_requests(base: str, token: str, n: int, seed: int) -> list[SignedRequest]:
@@ -356,35 +361,33 @@ def post(base: str, request: SignedRequest, signature: str | None = None) -> tup
         return exc.code, exc.read().decode("utf-8", errors="replace")
 
 
-def gather_action(document: str) -> str:
-    """Return the action URL of the document's Gather."""
-    root = ET.fromstring(document)
-    if root.tag != "Response":
-        raise BenchError(f"not TwiML: {document[:200]}")
-    gather = root.find("Gather")
-    if gather is None or not gather.get("action"):
-        raise BenchError(f"no Gather with an action in: {document[:300]}")
-    return gather.get("action", "")
+def contract_step_path(transport: Transport, token: str) -> str:
+    """Walk a call (/voice, then 1, 1, 1) with ivr.simulate; return the contract step's path.
+
+    The path is found by following the TwiML as Twilio would rather than written here,
+    so the benchmark follows the app if its URLs change.
+    """
+    heard: list[Event] = []
+    session = CallSession(transport, heard.append, to=HOTLINE_NUMBER, auth_token=token)
+    try:
+        session.start()
+        session.press("111")
+    except CallError as error:
+        raise BenchError(f"walking a call to the contract entry failed: {error}") from error
+    gather = session.gather
+    if gather is None or gather.num_digits != 12:
+        transcript = "\n".join(describe(event) for event in heard)
+        raise BenchError(f"no contract entry after 1, 1, 1:\n{transcript}")
+    if not gather.action.startswith(transport.base_url + "/"):
+        raise BenchError(f"the contract step is elsewhere: {gather.action}")
+    return gather.action[len(transport.base_url) :]
 
 
 def preflight(hotline: Server, baseline: Server, token: str, accounts: int) -> str:
-    """Check both servers answer as they should; return the contract step's path.
-
-    The path is found by walking a call (/voice, then 1, 1, 1) rather than written
-    here, so the benchmark follows the app if its URLs change.
-    """
+    """Check both servers answer as they should; return the contract step's path."""
     rng = random.Random(1)
-    params = call_params(rng, "ringing")
-    status, body = post(hotline.url, sign(hotline.url, token, "/voice", params))
-    if status != 200:
-        raise BenchError(f"hotline POST /voice answered {status}:\n{body[:500]}")
-    path = gather_action(body)
-    for _ in range(3):
-        step = {**params, "CallStatus": "in-progress", "Digits": "1"}
-        status, body = post(hotline.url, sign(hotline.url, token, path, step))
-        if status != 200:
-            raise BenchError(f"hotline POST {path} answered {status}:\n{body[:500]}")
-        path = gather_action(body)
+    params = call_params(rng, "in-progress")
+    path = contract_step_path(HttpTransport(hotline.url), token)
     contract = contract_for(accounts)
     deepest = sign(hotline.url, token, path, {**params, "Digits": contract})
     status, body = post(hotline.url, deepest)

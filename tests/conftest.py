@@ -1,22 +1,26 @@
-"""Fixtures as in the Flask tutorial: `app`, `client`, `runner`, plus a signed Twilio `call`."""
+"""Fixtures as in the Flask tutorial: `app`, `client`, plus a signed Twilio `call`.
+
+The `call` goes through `ivr.simulate`, the one simulated Twilio, with signing on.
+"""
 
 from __future__ import annotations
 
 import os
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin
 
 import pytest
 from flask import Flask
-from flask.testing import FlaskClient, FlaskCliRunner
+from flask.testing import FlaskClient
 from sqlalchemy import Engine
-from twilio.request_validator import RequestValidator
-from werkzeug.test import TestResponse
 
 from ivr import create_app, db
+from ivr.simulate import VOICE_PATH, CallSession, Event, InProcessTransport, signature
+from ivr.simulate.events import Problem, Requested
+from ivr.simulate.transport import twilio_request
 
 AUTH_TOKEN = "test-auth-token-0123456789abcdef"
 BASE_URL = "http://localhost"
@@ -59,21 +63,15 @@ def client(app: Flask) -> FlaskClient:
     return app.test_client()
 
 
-@pytest.fixture
-def runner(app: Flask) -> FlaskCliRunner:
-    return app.test_cli_runner()
-
-
 def sign(url: str, params: dict[str, str], token: str = AUTH_TOKEN) -> str:
-    """Compute X-Twilio-Signature the way Twilio does."""
-    return str(RequestValidator(token).compute_signature(url, params))
+    """Compute X-Twilio-Signature the way Twilio does (for hand-made, forged requests)."""
+    return signature(url, params, token)
 
 
 @dataclass
 class Turn:
-    """One TwiML answer, parsed."""
+    """The TwiML document a step of the call was answered with, parsed."""
 
-    response: TestResponse
     root: ET.Element
 
     @property
@@ -103,60 +101,92 @@ class Turn:
         return self.gather is None and self.root.find("Redirect") is None
 
 
-class TwilioCall:
-    """Drive one call through the webhooks as Twilio would, signing every request."""
+class Caller:
+    """A signed call driven by ivr.simulate's player; each step returns the TwiML it got.
 
-    def __init__(self, client: FlaskClient, caller: str = CALLER, hotline: str = HOTLINE) -> None:
-        self.client = client
-        self.params = {
-            "CallSid": "CA" + os.urandom(16).hex(),
-            "AccountSid": "AC" + "0" * 32,
-            "From": caller,
-            "To": hotline,
-            "CallStatus": "in-progress",
-            "Direction": "inbound",
-        }
+    The player follows the TwiML as Twilio does; this only checks that every step was
+    answered with a new, well-typed document and hands that document to the test.
+    """
+
+    def __init__(
+        self, app: Flask | FlaskClient, caller: str | None = CALLER, hotline: str = HOTLINE
+    ) -> None:
+        self.app = app.application if isinstance(app, FlaskClient) else app
+        self.transport = InProcessTransport(self.app, BASE_URL)
+        self.events: list[Event] = []
+        self.session = CallSession(
+            self.transport,
+            self.events.append,
+            from_=caller,
+            to=hotline,
+            auth_token=AUTH_TOKEN,
+        )
         self.last: Turn | None = None
 
+    @property
+    def call_sid(self) -> str:
+        return self.session.call_sid
+
+    def start(self, path: str = VOICE_PATH) -> Turn:
+        """Answer the call at its voice URL (or another, such as the fallback URL)."""
+        return self._step(lambda: self.session.start(path))
+
+    def press(self, keys: str) -> Turn:
+        """Press keys and wait: keys a Gather still holds are submitted at its timeout."""
+
+        def press() -> None:
+            self.session.press(keys)
+            if self.session.gather is not None and self.session.gather.digits:
+                self.session.silence()
+
+        return self._step(press)
+
+    def silence(self) -> Turn:
+        """Let the waiting Gather time out."""
+        return self._step(self.session.silence)
+
+    def send_digits(self, digits: str) -> Turn:
+        """Post Digits to the waiting Gather's action as given, even what Twilio never sends.
+
+        For the app's defences (more keys than numDigits); the call is not followed on.
+        """
+        gather = self.session.gather
+        assert gather is not None, "no Gather is waiting"
+        return self.post(gather.action, {"Digits": digits})
+
     def post(self, path: str, extra: dict[str, str] | None = None) -> Turn:
-        params = {**self.params, **(extra or {})}
-        url = urljoin(BASE_URL, path)
-        response = self.client.post(
-            path, data=params, headers={"X-Twilio-Signature": sign(url, params)}
-        )
-        assert response.status_code == 200, response.data
-        assert response.mimetype == "text/xml"
-        self.last = Turn(response, ET.fromstring(response.data))
+        """Post one signed webhook outside the call's TwiML (a status callback): not played."""
+        params = {**self.session.parameters, **(extra or {})}
+        request = twilio_request("POST", urljoin(BASE_URL, path), params, AUTH_TOKEN)
+        answer = self.transport.send(*request)
+        assert answer.status == 200, answer.body
+        assert answer.content_type.split(";")[0] == "text/xml", answer.content_type
+        self.last = Turn(ET.fromstring(answer.body))
         assert self.last.root.tag == "Response"
         return self.last
 
-    def start(self) -> Turn:
-        return self.post("/voice")
+    def _step(self, action: Callable[[], None]) -> Turn:
+        before = len(self.events)
+        action()
+        new = self.events[before:]
+        problems = [event for event in new if isinstance(event, Problem)]
+        assert not problems, problems
+        assert any(isinstance(event, Requested) for event in new), "no webhook was requested"
+        assert self.session.twiml is not None
+        self.last = Turn(self.session.twiml)
+        return self.last
 
-    def press(self, digits: str) -> Turn:
-        """Press keys at the current Gather; Twilio does not send the finishing key."""
-        gather = self._gather()
-        finish = gather.get("finishOnKey", "#")
-        if finish and digits.endswith(finish):
-            digits = digits[: -len(finish)]
-        return self.post(gather.get("action", ""), {"Digits": digits})
 
-    def silence(self) -> Turn:
-        """Let the Gather time out: Twilio follows the <Redirect> after it."""
-        self._gather()
-        assert self.last is not None
-        redirect = self.last.root.find("Redirect")
-        assert redirect is not None, "a Gather must be followed by a Redirect for silence"
-        return self.post(redirect.text or "")
-
-    def _gather(self) -> ET.Element:
-        assert self.last is not None, "start the call first"
-        gather = self.last.gather
-        assert gather is not None, f"no Gather is waiting: {self.last.verbs}"
-        return gather
+def to_contract_entry(call: Caller, english: bool = False) -> None:
+    """Walk a call to the contract entry: 1, 1, 1 (after 9 for English)."""
+    call.start()
+    if english:
+        call.press("9")
+    for _ in range(3):
+        call.press("1")
 
 
 @pytest.fixture
-def call(client: FlaskClient) -> TwilioCall:
+def call(app: Flask) -> Caller:
     """A new signed call to the hotline from an ordinary caller."""
-    return TwilioCall(client)
+    return Caller(app)

@@ -11,7 +11,13 @@ from flask.testing import FlaskClient
 from freezegun import freeze_time
 
 from ivr import create_app
-from tests.conftest import AUTH_TOKEN, BASE_URL, TwilioCall, sign
+from tests.conftest import (
+    AUTH_TOKEN,
+    BASE_URL,
+    Caller,
+    sign,
+    to_contract_entry,
+)
 
 NOW = "2026-11-30 12:00:00"
 
@@ -42,32 +48,24 @@ DEMO_BALANCES = [
 ]
 
 
-def to_contract_entry(call: TwilioCall, english: bool = False) -> None:
-    call.start()
-    if english:
-        call.press("9")
-    for _ in range(3):
-        call.press("1")
-
-
 @freeze_time(NOW)
 @pytest.mark.parametrize(("contract", "russian", "english"), DEMO_BALANCES)
 def test_one_one_one_speaks_every_demo_balance(
-    client: FlaskClient, contract: str, russian: str, english: str
+    app: Flask, contract: str, russian: str, english: str
 ) -> None:
-    ru = TwilioCall(client)
+    ru = Caller(app)
     to_contract_entry(ru)
     turn = ru.press(contract + "#")
     assert turn.said[0].startswith("Договор номер пять девять ноль ноль")
     assert russian in turn.said[1]
-    en = TwilioCall(client)
+    en = Caller(app)
     to_contract_entry(en, english=True)
     turn = en.press(contract + "#")
     assert turn.said[0].startswith("Contract number five nine zero zero")
     assert english in turn.said[1]
 
 
-def test_greeting_then_main_menu_inside_gather(call: TwilioCall) -> None:
+def test_greeting_then_main_menu_inside_gather(call: Caller) -> None:
     turn = call.start()
     assert turn.verbs == ["Say", "Gather", "Redirect"]
     assert "Здравствуйте" in turn.said[0]
@@ -80,7 +78,7 @@ def test_greeting_then_main_menu_inside_gather(call: TwilioCall) -> None:
     assert turn.root.find("Redirect").text == gather.get("action")  # type: ignore[union-attr]
 
 
-def test_contract_entry_collects_twelve_digits_or_hash(call: TwilioCall) -> None:
+def test_contract_entry_collects_twelve_digits_or_hash(call: Caller) -> None:
     to_contract_entry(call)
     assert call.last is not None
     gather = call.last.gather
@@ -89,7 +87,7 @@ def test_contract_entry_collects_twelve_digits_or_hash(call: TwilioCall) -> None
     assert "номер договора" in call.last.text
 
 
-def test_contract_is_read_back_digit_by_digit(call: TwilioCall) -> None:
+def test_contract_is_read_back_digit_by_digit(call: Caller) -> None:
     to_contract_entry(call)
     turn = call.press("590000000042")
     assert turn.said[0] == (
@@ -114,7 +112,7 @@ def test_contract_is_read_back_digit_by_digit(call: TwilioCall) -> None:
         (["*"], "Для абонентов"),  # back at the top stays at the top
     ],
 )
-def test_every_menu_key(call: TwilioCall, keys: list[str], heard: str) -> None:
+def test_every_menu_key(call: Caller, keys: list[str], heard: str) -> None:
     call.start()
     for key in keys:
         turn = call.press(key)
@@ -122,7 +120,7 @@ def test_every_menu_key(call: TwilioCall, keys: list[str], heard: str) -> None:
     assert turn.gather is not None
 
 
-def test_after_balance_menu(call: TwilioCall) -> None:
+def test_after_balance_menu(call: Caller) -> None:
     to_contract_entry(call)
     first = call.press("590000000018")
     assert "Повторить" in first.text
@@ -136,7 +134,7 @@ def test_after_balance_menu(call: TwilioCall) -> None:
     assert bye.verbs == ["Say", "Hangup"]
 
 
-def test_silence_three_times_says_goodbye_and_hangs_up(call: TwilioCall) -> None:
+def test_silence_three_times_says_goodbye_and_hangs_up(call: Caller) -> None:
     call.start()
     first = call.silence()
     assert first.said[0] == "Мы вас не услышали."
@@ -148,7 +146,7 @@ def test_silence_three_times_says_goodbye_and_hangs_up(call: TwilioCall) -> None
     assert third.verbs == ["Say", "Hangup"]
 
 
-def test_invalid_key_says_no_such_option_and_shares_the_limit(call: TwilioCall) -> None:
+def test_invalid_key_says_no_such_option_and_shares_the_limit(call: Caller) -> None:
     call.start()
     turn = call.press("7")
     assert turn.said[0] == "Такого варианта нет."
@@ -157,7 +155,7 @@ def test_invalid_key_says_no_such_option_and_shares_the_limit(call: TwilioCall) 
     assert call.press("#").ends_call
 
 
-def test_operator_is_dialed_from_any_menu(call: TwilioCall) -> None:
+def test_operator_is_dialed_from_any_menu(call: Caller) -> None:
     call.start()
     call.press("1")
     turn = call.press("0")
@@ -165,7 +163,7 @@ def test_operator_is_dialed_from_any_menu(call: TwilioCall) -> None:
     assert "оператором" in turn.text
 
 
-def test_operator_from_contract_entry(call: TwilioCall) -> None:
+def test_operator_from_contract_entry(call: Caller) -> None:
     to_contract_entry(call)
     assert call.press("0#").dialed == "+73422195100"
 
@@ -181,7 +179,7 @@ def test_without_an_operator_the_caller_is_told_so(tmp_path: Path, app: Flask) -
         }
     )
     try:
-        call = TwilioCall(no_operator.test_client())
+        call = Caller(no_operator)
         call.start()
         turn = call.press("0")
     finally:
@@ -191,7 +189,7 @@ def test_without_an_operator_the_caller_is_told_so(tmp_path: Path, app: Flask) -
     assert turn.gather is not None
 
 
-def test_bad_check_digit_is_told_apart_from_unknown_contract(call: TwilioCall) -> None:
+def test_bad_check_digit_is_told_apart_from_unknown_contract(call: Caller) -> None:
     to_contract_entry(call)
     mistyped = call.press("590000000017#")
     assert "ошибка" in mistyped.said[0]
@@ -201,13 +199,13 @@ def test_bad_check_digit_is_told_apart_from_unknown_contract(call: TwilioCall) -
     assert "Введите номер договора ещё раз" in unknown.text
 
 
-def test_wrong_length_is_its_own_answer(call: TwilioCall) -> None:
+def test_wrong_length_is_its_own_answer(call: Caller) -> None:
     to_contract_entry(call)
     turn = call.press("5900#")
     assert turn.said[0] == "Номер договора состоит из 12 цифр."
 
 
-def test_third_wrong_number_ends_the_call_no_fourth_try(call: TwilioCall) -> None:
+def test_third_wrong_number_ends_the_call_no_fourth_try(call: Caller) -> None:
     to_contract_entry(call)
     call.press("590000000017")
     call.press("590000000075")
@@ -217,7 +215,7 @@ def test_third_wrong_number_ends_the_call_no_fourth_try(call: TwilioCall) -> Non
     assert turn.gather is None
 
 
-def test_a_good_number_after_wrong_ones_is_told(call: TwilioCall) -> None:
+def test_a_good_number_after_wrong_ones_is_told(call: Caller) -> None:
     to_contract_entry(call)
     call.press("590000000017")
     call.press("590000000075")
@@ -261,7 +259,7 @@ def test_public_url_is_what_is_checked(app: Flask) -> None:
     )
 
 
-def test_broken_ledger_gives_the_apology_with_200(app: Flask, call: TwilioCall) -> None:
+def test_broken_ledger_gives_the_apology_with_200(app: Flask, call: Caller) -> None:
     to_contract_entry(call)
     app.extensions["ivr"].engine.dispose()
     from sqlalchemy import create_engine
@@ -283,29 +281,30 @@ def test_garbled_call_state_gives_the_apology(client: FlaskClient) -> None:
     assert [el.tag for el in root] == ["Say", "Hangup"]
 
 
-def test_fallback_answers_without_the_ledger(app: Flask, call: TwilioCall) -> None:
+def test_fallback_answers_without_the_ledger(app: Flask, call: Caller) -> None:
     app.extensions["ivr"].engine = None  # any use of the ledger would raise
-    turn = call.post("/voice/fallback")
+    turn = call.start("/voice/fallback")
     assert turn.said == ["Извините, произошла техническая ошибка. Пожалуйста, позвоните позже."]
     assert turn.verbs == ["Say", "Hangup"]
 
 
-def test_status_callback_is_acknowledged(call: TwilioCall) -> None:
+def test_status_callback_is_acknowledged(call: Caller) -> None:
+    # Twilio posts a status callback but plays nothing it answers: `post` does not follow.
     turn = call.post("/voice/status", {"CallStatus": "completed", "CallDuration": "42"})
     assert turn.verbs == []
 
 
-def test_future_entries_do_not_count_until_their_time(client: FlaskClient) -> None:
+def test_future_entries_do_not_count_until_their_time(app: Flask) -> None:
     with freeze_time("2099-11-30 18:59:59"):  # a second before 2099-12-01 00:00+05:00
-        before = TwilioCall(client)
+        before = Caller(app)
         to_contract_entry(before)
         assert "одна тысяча рублей" in before.press("590000000059").said[1]
     with freeze_time("2099-11-30 19:00:00"):
-        after = TwilioCall(client)
+        after = Caller(app)
         to_contract_entry(after)
         assert "На вашем счёте триста пятьдесят рублей." in after.press("590000000059").said[1]
 
 
-def test_caller_from_english_line_hears_english(client: FlaskClient) -> None:
-    call = TwilioCall(client, hotline="+73422195196")
+def test_caller_from_english_line_hears_english(app: Flask) -> None:
+    call = Caller(app, hotline="+73422195196")
     assert "Hello" in call.start().said[0]

@@ -10,7 +10,9 @@ import pytest
 from click.testing import CliRunner
 from flask import Flask, Response
 
-from ivr import audio, simulate
+from ivr.cli import simulate_command
+from ivr.simulate import audio
+from ivr.simulate import events as call_events
 
 TOOLS_MISSING = any(shutil.which(tool) is None for tool in audio.TOOLS)
 needs_tools = pytest.mark.skipif(
@@ -86,11 +88,11 @@ def test_simulate_audio_option_writes_the_call(
         twiml = '<Response><Say language="ru-RU">Здравствуйте</Say><Pause length="1"/></Response>'
         return Response(twiml, mimetype="text/xml")
 
-    monkeypatch.setattr(simulate, "app_factory", lambda: app)
+    monkeypatch.setattr("ivr.simulate.transport.app_factory", lambda: app)
     script = tmp_path / "s.dtmf"
     script.write_text('call\nexpect "здравствуйте"\n', encoding="utf-8")
     out = tmp_path / "call.wav"
-    result = CliRunner().invoke(simulate.simulate_command, [str(script), "--audio", str(out)])
+    result = CliRunner().invoke(simulate_command, [str(script), "--audio", str(out)])
     assert result.exit_code == 0, result.output
     assert f"audio written to {out}" in result.output
     # The greeting, the one-second pause and the busy tone of the hangup.
@@ -98,16 +100,16 @@ def test_simulate_audio_option_writes_the_call(
 
 
 def test_sounds_of_a_call() -> None:
-    events: list[simulate.Event] = [
-        simulate.Requested("POST", "http://localhost/voice", "/voice"),
-        simulate.Said("Привет", "ru-RU", "Polly.Tatyana"),
-        simulate.Paused(2.0),
-        simulate.Pressed("1#"),
-        simulate.Silent(5.0),
-        simulate.Dialed("+73422195100"),
-        simulate.Ended("transferred"),
+    events: list[call_events.Event] = [
+        call_events.Requested("POST", "http://localhost/voice", "/voice"),
+        call_events.Said("Привет", "ru-RU", "Polly.Tatyana"),
+        call_events.Paused(2.0),
+        call_events.Pressed("1#"),
+        call_events.Silent(5.0),
+        call_events.Dialed("+73422195100"),
+        call_events.Ended("transferred"),
     ]
-    assert simulate.sounds_of(events) == [
+    assert audio.sounds_of(events) == [
         audio.Speech("Привет", "ru-RU"),
         audio.Quiet(2.0),
         audio.Keys("1#"),

@@ -25,7 +25,15 @@ from werkzeug.serving import make_server
 from ivr import db, flow, logs, stats
 from ivr.cli import main
 from ivr.db import hotline_tables
-from tests.conftest import AUTH_TOKEN, BASE_URL, CALLER, TwilioCall, engine_of, sign
+from tests.conftest import (
+    AUTH_TOKEN,
+    BASE_URL,
+    CALLER,
+    Caller,
+    engine_of,
+    sign,
+    to_contract_entry,
+)
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 DAY = T0.date()
@@ -45,26 +53,20 @@ def clock() -> Iterator[FrozenDateTimeFactory]:
 Row = tuple[str | None, str | None, str, str | None]
 
 
-def logged_steps(app: Flask, call: TwilioCall | None = None) -> list[Row]:
+def logged_steps(app: Flask, call: Caller | None = None) -> list[Row]:
     """Return (state, next state, outcome, contract) of the logged steps, of one call or all."""
     query = select(db.CallStep).order_by(db.CallStep.id)
     if call is not None:
-        query = query.where(db.CallStep.call_sid == call.params["CallSid"])
+        query = query.where(db.CallStep.call_sid == call.call_sid)
     with Session(engine_of(app)) as session:
         return [(s.state, s.next_state, s.outcome, s.contract) for s in session.scalars(query)]
-
-
-def to_contract_entry(call: TwilioCall) -> None:
-    call.start()
-    for _ in range(3):
-        call.press("1")
 
 
 # --- what each step leaves in the call log ----------------------------------------------
 
 
 def test_every_step_is_logged_with_its_outcome_and_a_masked_contract(
-    app: Flask, call: TwilioCall, clock: FrozenDateTimeFactory
+    app: Flask, call: Caller, clock: FrozenDateTimeFactory
 ) -> None:
     to_contract_entry(call)
     call.press(MISTYPED)
@@ -86,7 +88,7 @@ def test_every_step_is_logged_with_its_outcome_and_a_masked_contract(
     with Session(engine_of(app)) as session:
         rows = session.scalars(select(db.CallStep)).all()
     assert {(row.call_sid, row.caller, row.at) for row in rows} == {
-        (call.params["CallSid"], CALLER, T0)
+        (call.call_sid, CALLER, T0)
     }
 
 
@@ -109,7 +111,7 @@ def test_every_step_is_logged_with_its_outcome_and_a_masked_contract(
     ],
 )
 def test_each_outcome_is_logged(
-    app: Flask, call: TwilioCall, clock: FrozenDateTimeFactory, keys: list[str], last: Row
+    app: Flask, call: Caller, clock: FrozenDateTimeFactory, keys: list[str], last: Row
 ) -> None:
     call.start()
     for key in keys:
@@ -119,7 +121,7 @@ def test_each_outcome_is_logged(
     assert steps[-1] == last
 
 
-def test_a_wrong_length_is_masked_too(app: Flask, call: TwilioCall) -> None:
+def test_a_wrong_length_is_masked_too(app: Flask, call: Caller) -> None:
     to_contract_entry(call)
     call.press("5900000")
     assert logged_steps(app, call)[-1][3] == "59*0000"  # six of seven digits at most
@@ -129,18 +131,18 @@ def test_locked_out_is_logged(
     app: Flask, client: FlaskClient, clock: FrozenDateTimeFactory
 ) -> None:
     for numbers in ([MISTYPED] * 3, [UNKNOWN] * 2):
-        guesser = TwilioCall(client)
+        guesser = Caller(client)
         to_contract_entry(guesser)
         for number in numbers:
             guesser.press(number)
     assert logged_steps(app, guesser)[-1] == ("contract", None, "locked_out", "59******0075")
-    again = TwilioCall(client)
+    again = Caller(client)
     to_contract_entry(again)
     assert logged_steps(app, again)[-1] == ("billing", None, "locked_out", None)
 
 
 def test_a_failure_inside_is_logged_as_the_apology(
-    app: Flask, call: TwilioCall, monkeypatch: pytest.MonkeyPatch
+    app: Flask, call: Caller, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     call.start()
     call.press("1")
@@ -167,7 +169,7 @@ def test_a_garbled_state_is_logged_without_what_the_url_held(
 
 
 def test_the_status_callback_records_how_the_call_ended(
-    app: Flask, call: TwilioCall, clock: FrozenDateTimeFactory
+    app: Flask, call: Caller, clock: FrozenDateTimeFactory
 ) -> None:
     call.start()
     call.post("/voice/status", {"CallStatus": "completed", "CallDuration": "42"})
@@ -175,8 +177,8 @@ def test_the_status_callback_records_how_the_call_ended(
     with Session(engine_of(app)) as session:
         ends = session.scalars(select(db.CallEnd).order_by(db.CallEnd.id)).all()
     assert [(e.call_sid, e.caller, e.at, e.status, e.duration_s) for e in ends] == [
-        (call.params["CallSid"], CALLER, T0, "completed", 42),
-        (call.params["CallSid"], CALLER, T0, "busy", None),
+        (call.call_sid, CALLER, T0, "completed", 42),
+        (call.call_sid, CALLER, T0, "busy", None),
     ]
 
 
@@ -213,7 +215,7 @@ def test_masked_contract(keyed: str | None, stored: str | None) -> None:
 
 
 def test_a_call_log_that_cannot_be_written_takes_nothing_from_the_caller(
-    app: Flask, call: TwilioCall, caplog: pytest.LogCaptureFixture
+    app: Flask, call: Caller, caplog: pytest.LogCaptureFixture
 ) -> None:
     with engine_of(app).begin() as connection:
         connection.execute(text("DROP TABLE call_steps"))
@@ -230,7 +232,7 @@ def test_a_call_log_that_cannot_be_written_takes_nothing_from_the_caller(
 
 
 def test_a_call_log_write_that_raises_is_logged_and_the_call_goes_on(
-    app: Flask, call: TwilioCall, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    app: Flask, call: Caller, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     def explode(*args: object, **kwargs: object) -> None:
         raise RuntimeError("disk full")
@@ -246,7 +248,7 @@ def test_a_call_log_write_that_raises_is_logged_and_the_call_goes_on(
 
 
 def test_a_locked_call_log_costs_the_caller_half_a_second_at_most(
-    app: Flask, call: TwilioCall
+    app: Flask, call: Caller
 ) -> None:
     """Another connection holds the call-log table: the answer still comes, promptly."""
     to_contract_entry(call)
@@ -281,32 +283,32 @@ def test_a_locked_call_log_costs_the_caller_half_a_second_at_most(
 def make_a_day(client: FlaskClient, clock: FrozenDateTimeFactory) -> None:
     """Six calls on DAY and one the day before."""
     clock.move_to(T0 - timedelta(days=1))
-    yesterday = TwilioCall(client)
+    yesterday = Caller(client)
     yesterday.start()
     yesterday.press("0")
     clock.move_to(T0)
-    told_then_pressed_3 = TwilioCall(client)
+    told_then_pressed_3 = Caller(client)
     to_contract_entry(told_then_pressed_3)
     told_then_pressed_3.press(KNOWN)
     told_then_pressed_3.press("3")
     told_then_pressed_3.post("/voice/status", {"CallStatus": "completed", "CallDuration": "40"})
-    told_then_left = TwilioCall(client, caller="+73422000002")
+    told_then_left = Caller(client, caller="+73422000002")
     to_contract_entry(told_then_left)
     told_then_left.press("590000000042")
     told_then_left.post("/voice/status", {"CallStatus": "completed", "CallDuration": "35"})
-    silent = TwilioCall(client, caller="+73422000003")
+    silent = Caller(client, caller="+73422000003")
     silent.start()
     for _ in range(3):
         silent.silence()
     silent.post("/voice/status", {"CallStatus": "completed", "CallDuration": "21"})
-    left_at_entry = TwilioCall(client, caller="+73422000004")
+    left_at_entry = Caller(client, caller="+73422000004")
     to_contract_entry(left_at_entry)
     left_at_entry.post("/voice/status", {"CallStatus": "completed", "CallDuration": "24"})
-    wrong_thrice = TwilioCall(client, caller="+73422000005")
+    wrong_thrice = Caller(client, caller="+73422000005")
     to_contract_entry(wrong_thrice)
     for number in (MISTYPED, UNKNOWN, "5900#"):
         wrong_thrice.press(number)
-    silent_in_billing = TwilioCall(client, caller="+73422000006")
+    silent_in_billing = Caller(client, caller="+73422000006")
     silent_in_billing.start()
     silent_in_billing.press("1")
     silent_in_billing.press("1")
@@ -429,16 +431,16 @@ def test_no_log_line_or_call_log_row_holds_a_contract_or_the_token(
     caplog.set_level(logging.DEBUG, logger="sqlalchemy.engine")
     used = set(DEMO_CONTRACTS) | {MISTYPED, UNKNOWN, "5900000000181"}
     for contract in DEMO_CONTRACTS:
-        call = TwilioCall(client, caller="+73422000009")
+        call = Caller(client, caller="+73422000009")
         to_contract_entry(call)
         assert "рубл" in call.press(contract).text
         call.press("1")
         call.post("/voice/status", {"CallStatus": "completed", "CallDuration": "30"})
-    wrong = TwilioCall(client)
+    wrong = Caller(client)
     to_contract_entry(wrong)
     wrong.press(MISTYPED)
     wrong.press(UNKNOWN)
-    wrong.press("5900000000181")  # 13 digits: not a contract, but one is in it
+    wrong.send_digits("5900000000181")  # 13 digits: not a contract, but one is in it
     # A state URL that holds a contract where a language belongs: the apology's prompt
     # lookup fails with that text in its exception, and the traceback is logged.
     path = f"/voice/step?s=main&l={KNOWN}&p=1&k=0"
@@ -446,7 +448,7 @@ def test_no_log_line_or_call_log_row_holds_a_contract_or_the_token(
     headers = {"X-Twilio-Signature": sign(BASE_URL + path, params)}
     assert client.post(path, data=params, headers=headers).status_code == 200
     # The apology on a broken ledger, mid-call.
-    broken = TwilioCall(client)
+    broken = Caller(client)
     to_contract_entry(broken)
     with engine_of(app).begin() as connection:
         connection.execute(text("DROP TABLE entries"))

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from ivr import db, flow
 from ivr.prompts import voices
-from tests.conftest import Turn, TwilioCall
+from tests.conftest import Caller, Turn
 
 FUZZ = settings(
     max_examples=int(os.environ.get("IVR_FUZZ_EXAMPLES", "300")),
@@ -138,7 +138,7 @@ def one_call(client: FlaskClient, data: st.DataObject, caller: str, guesser: boo
     """
     hotline = data.draw(st.sampled_from(HOTLINES), label="hotline")
     scripted = data.draw(st.integers(0, SCRIPTED_STEPS), label="scripted steps")
-    call = TwilioCall(client, caller=caller, hotline=hotline)
+    call = Caller(client, caller=caller, hotline=hotline)
     turn = call.start()  # asserts HTTP 200 and text/xml
     how = check_twiml(turn)
     steps = 0
@@ -159,7 +159,7 @@ def one_call(client: FlaskClient, data: st.DataObject, caller: str, guesser: boo
         if keys is SILENCE:
             turn = call.silence()
         else:
-            turn = call.post(gather.get("action", ""), {"Digits": keys})
+            turn = call.press(keys)
         RUN["silences" if keys is SILENCE else "key presses"] += 1
         how = check_twiml(turn)
         steps += 1

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from ivr import create_app, db
 from ivr.errors import ConfigError
-from tests.conftest import AUTH_TOKEN, CALLER, Turn, TwilioCall
+from tests.conftest import AUTH_TOKEN, CALLER, Caller, Turn
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 KNOWN = "590000000018"
@@ -42,8 +42,8 @@ def phrase(app: Flask, name: str, lang: str = "ru-RU") -> str:
     return str(app.extensions["ivr"].prompts.get(lang).phrases[name])
 
 
-def at_contract_entry(client: FlaskClient, caller: str = CALLER) -> TwilioCall:
-    call = TwilioCall(client, caller=caller)
+def at_contract_entry(client: FlaskClient, caller: str = CALLER) -> Caller:
+    call = Caller(client, caller=caller)
     call.start()
     call.press("1")
     call.press("1")
@@ -64,7 +64,7 @@ def fail(client: FlaskClient, times: int, caller: str = CALLER) -> Turn:
 
 def is_locked_out(app: Flask, client: FlaskClient, caller: str = CALLER) -> bool:
     """Try to reach contract entry; True when the hotline refuses with the lockout phrase."""
-    call = TwilioCall(client, caller=caller)
+    call = Caller(client, caller=caller)
     call.start()
     call.press("1")
     call.press("1")
@@ -129,7 +129,7 @@ def test_wrong_lengths_and_good_numbers_do_not_count(
     for _ in range(4):
         call = at_contract_entry(client)
         assert call.press("5900#").said[0].startswith("Номер договора состоит из 12")
-        assert call.press("59000000001800#").gather is not None  # Twilio stops at 12 anyway
+        assert call.send_digits("59000000001800").gather is not None  # the app stops at 12
         told = call.press(KNOWN)
         assert "одна тысяча двести тридцать четыре рубля" in told.text
         assert "Введите номер договора" in call.press("2").text
@@ -209,11 +209,8 @@ def test_the_window_slides(app: Flask, client: FlaskClient, clock: FrozenDateTim
 def test_anonymous_callers_share_one_bucket(
     app: Flask, client: FlaskClient, clock: FrozenDateTimeFactory, callers: list[str | None]
 ) -> None:
-    def call_as(raw: str | None) -> TwilioCall:
-        call = TwilioCall(client, caller=raw or "")
-        if raw is None:
-            del call.params["From"]
-        return call
+    def call_as(raw: str | None) -> Caller:
+        return Caller(client, caller=raw)  # None: no From parameter at all
 
     for n in range(5):
         call = call_as(callers[n % len(callers)])

@@ -28,7 +28,7 @@ from sqlalchemy.pool import QueuePool
 from ivr import create_app, db
 from ivr.contract import with_check_digit
 from ivr.money import amount_in_words
-from tests.conftest import AUTH_TOKEN, DEMO_CSV, Turn, TwilioCall, engine_of
+from tests.conftest import AUTH_TOKEN, DEMO_CSV, Caller, Turn, engine_of, to_contract_entry
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 KNOWN = "590000000018"
@@ -44,12 +44,6 @@ def dialect(app: Flask) -> str:
     return engine_of(app).dialect.name
 
 
-def to_contract_entry(call: TwilioCall) -> None:
-    call.start()
-    for _ in range(3):
-        call.press("1")
-
-
 def is_apology(turn: Turn) -> bool:
     return turn.said == APOLOGY and turn.verbs == ["Say", "Hangup"]
 
@@ -63,7 +57,7 @@ def sqlite_path(app: Flask) -> str:
     return path
 
 
-def test_sqlite_held_exclusively_gives_the_apology_in_time(app: Flask, call: TwilioCall) -> None:
+def test_sqlite_held_exclusively_gives_the_apology_in_time(app: Flask, call: Caller) -> None:
     """Another process holds the file in exclusive locking mode: even WAL readers wait."""
     if dialect(app) != "sqlite":
         pytest.skip("SQLite locking")
@@ -83,12 +77,12 @@ def test_sqlite_held_exclusively_gives_the_apology_in_time(app: Flask, call: Twi
         holder.close()
     assert is_apology(turn)
     assert 1.0 < elapsed < HUNG_BOUND_S, elapsed
-    again = TwilioCall(call.client)
+    again = Caller(call.app)
     to_contract_entry(again)
     assert KNOWN_SAID in again.press(KNOWN).text
 
 
-def test_sqlite_writer_lock_gives_the_apology_in_time(app: Flask, call: TwilioCall) -> None:
+def test_sqlite_writer_lock_gives_the_apology_in_time(app: Flask, call: Caller) -> None:
     """Billing holds the write lock: a failed entry must be counted, so it waits, then gives up."""
     if dialect(app) != "sqlite":
         pytest.skip("SQLite locking")
@@ -100,7 +94,7 @@ def test_sqlite_writer_lock_gives_the_apology_in_time(app: Flask, call: TwilioCa
         turn = call.press(MISTYPED)
         elapsed = time.monotonic() - started
         # Reads go on under WAL: another caller still hears a balance meanwhile.
-        reader = TwilioCall(call.client, caller="+73422000002")
+        reader = Caller(call.app, caller="+73422000002")
         to_contract_entry(reader)
         assert KNOWN_SAID in reader.press(KNOWN).text
     finally:
@@ -109,7 +103,7 @@ def test_sqlite_writer_lock_gives_the_apology_in_time(app: Flask, call: TwilioCa
     assert db.QUERY_TIMEOUT_MS / 1000 - 0.5 < elapsed < HUNG_BOUND_S, elapsed
 
 
-def test_postgresql_locked_table_gives_the_apology_in_time(app: Flask, call: TwilioCall) -> None:
+def test_postgresql_locked_table_gives_the_apology_in_time(app: Flask, call: Caller) -> None:
     """Another session holds ACCESS EXCLUSIVE on entries: the statement timeout cuts the wait."""
     if dialect(app) != "postgresql":
         pytest.skip("needs IVR_TEST_DATABASE_URL=postgresql+psycopg://...")
@@ -124,7 +118,7 @@ def test_postgresql_locked_table_gives_the_apology_in_time(app: Flask, call: Twi
     holder.dispose()
     assert is_apology(turn)
     assert 2.0 < elapsed < HUNG_BOUND_S, elapsed
-    again = TwilioCall(call.client)
+    again = Caller(call.app)
     to_contract_entry(again)
     assert KNOWN_SAID in again.press(KNOWN).text
 
@@ -175,7 +169,7 @@ def test_a_database_host_that_never_answers_gives_the_apology_in_time(tmp_path: 
                 "AUTH_TOKEN": AUTH_TOKEN,
             }
         )
-        call = TwilioCall(app.test_client())
+        call = Caller(app.test_client())
         started = time.monotonic()
         greeting = call.start()  # needs no ledger; its call-log write gives up
         greeted_in = time.monotonic() - started
@@ -193,7 +187,7 @@ def test_a_database_host_that_never_answers_gives_the_apology_in_time(tmp_path: 
 
 def test_a_request_waiting_for_a_pooled_connection_is_bounded_too(app: Flask) -> None:
     """Under load every pooled connection is busy: a step must not queue past the bound."""
-    call = TwilioCall(app.test_client())
+    call = Caller(app.test_client())
     call.start()
     call.press("1")
     call.press("1")
@@ -349,7 +343,7 @@ class Tally:
 
 def one_call(client: FlaskClient, tally: Tally, caller: str = "+73422000001") -> Turn:
     """Call, press 1 1 1 and the contract; stop at the first turn that ends the call."""
-    call = TwilioCall(client, caller=caller)
+    call = Caller(client, caller=caller)
     turn = call.start()
     tally.requests += 1
     for keys in ("1", "1", "1", KNOWN):
@@ -370,14 +364,14 @@ def test_the_database_goes_away_mid_run_and_comes_back(outage: Outage) -> None:
     tally = Tally()
     for _ in range(10):
         assert KNOWN_SAID in one_call(client, tally).text
-    waiting = TwilioCall(client, caller="+73422000002")
+    waiting = Caller(client, caller="+73422000002")
     to_contract_entry(waiting)
     outage.begin()
     assert is_apology(waiting.press(KNOWN))  # a call caught mid-way
     for _ in range(20):
         assert is_apology(one_call(client, tally))
     assert client.get("/healthz").status_code == 200
-    fallback = TwilioCall(client).post("/voice/fallback")
+    fallback = Caller(client).start("/voice/fallback")
     assert is_apology(fallback)
     outage.end()
     for _ in range(10):
@@ -403,7 +397,7 @@ def test_a_second_outage_and_a_second_recovery(outage: Outage) -> None:
     assert outage.faults == 2
 
 
-def test_postgresql_killed_connections_are_replaced_unnoticed(app: Flask, call: TwilioCall) -> None:
+def test_postgresql_killed_connections_are_replaced_unnoticed(app: Flask, call: Caller) -> None:
     """pg_terminate_backend on the app's connections: the pool's ping reconnects."""
     if dialect(app) != "postgresql":
         pytest.skip("needs IVR_TEST_DATABASE_URL=postgresql+psycopg://...")
@@ -503,7 +497,7 @@ def test_balances_read_during_appends_are_ones_the_ledger_held(app: Flask) -> No
         try:
             client = app.test_client()
             for _ in range(READS):
-                call = TwilioCall(client, caller=f"+7342200010{index}")
+                call = Caller(client, caller=f"+7342200010{index}")
                 to_contract_entry(call)
                 with lock:
                     low = counts["committed"]
@@ -527,7 +521,7 @@ def test_balances_read_during_appends_are_ones_the_ledger_held(app: Flask) -> No
     assert not errors, errors
     assert all(len(ks) == READS for ks in heard)
     assert all(ks == sorted(ks) for ks in heard), heard  # never backwards for one reader
-    last = TwilioCall(app.test_client())
+    last = Caller(app.test_client())
     to_contract_entry(last)
     assert said_to_k[last.press(contract).said[1]] == total
     with Session(engine) as session:

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from ivr import db
-from ivr.dtmf_script import parse_script
 from ivr.simulate import HttpTransport, run_script
+from ivr.simulate.script import parse_script
 from tests.conftest import DEMO_CSV, database_url, fresh_schema
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"

@@ -17,19 +17,8 @@ from flask import Flask, Response, request
 from twilio.request_validator import RequestValidator
 from werkzeug.serving import make_server
 
-from ivr import dtmf_script, simulate
-from ivr.dtmf_script import (
-    Call,
-    Expect,
-    ExpectDial,
-    ExpectHangup,
-    ExpectNot,
-    Press,
-    ScriptError,
-    Silence,
-    parse_script,
-    parse_text,
-)
+from ivr import simulate
+from ivr.cli import call_command, simulate_command
 from ivr.simulate import (
     CallSession,
     Event,
@@ -39,6 +28,20 @@ from ivr.simulate import (
     Transport,
     run_interactive,
     run_script,
+)
+from ivr.simulate.script import (
+    DEFAULT_FROM,
+    DEFAULT_TO,
+    Expect,
+    ExpectDial,
+    ExpectHangup,
+    ExpectNot,
+    Press,
+    ScriptError,
+    Silence,
+    StartCall,
+    parse_script,
+    parse_text,
 )
 
 TOKEN = "simulate-test-token-0123456789ab"
@@ -66,7 +69,12 @@ class Seen:
 
 
 class TwimlApp:
-    """A Flask app serving fixed TwiML by path and recording every request."""
+    """A Flask app serving fixed TwiML by path and recording every request.
+
+    The oracle for the player's own tests, kept tiny and apart from `ivr.simulate` on
+    purpose: it only serves pages and writes down what arrived, so a wrong way of following
+    TwiML in the player cannot also hide here. The other tests drive `ivr.simulate`.
+    """
 
     def __init__(self, pages: Mapping[str, Page]) -> None:
         self.seen: list[Seen] = []
@@ -137,7 +145,7 @@ def test_parse_every_step_into_its_dataclass() -> None:
     )
     assert script.path == "x.dtmf"
     assert script.steps == (
-        Call(2, "call from=+73422000002 to=+73422195196", "+73422000002", "+73422195196"),
+        StartCall(2, "call from=+73422000002 to=+73422195196", "+73422000002", "+73422195196"),
         Expect(3, 'expect "Здравствуйте # not a comment"', "Здравствуйте # not a comment"),
         ExpectNot(4, 'expect-not "ошибка"', "ошибка"),
         Press(5, "press 590000000018#", "590000000018#"),
@@ -150,7 +158,7 @@ def test_parse_every_step_into_its_dataclass() -> None:
 
 def test_parse_call_defaults_and_escaped_quotes() -> None:
     script = parse_text('call\nexpect "say \\"hi\\" \\\\ bye"\n')
-    assert script.steps[0] == Call(1, "call", dtmf_script.DEFAULT_FROM, dtmf_script.DEFAULT_TO)
+    assert script.steps[0] == StartCall(1, "call", DEFAULT_FROM, DEFAULT_TO)
     assert script.steps[1] == Expect(2, 'expect "say \\"hi\\" \\\\ bye"', 'say "hi" \\ bye')
 
 
@@ -487,8 +495,8 @@ def test_twilio_parameters_are_sent() -> None:
     assert second["CallSid"] == first["CallSid"]
     assert other_call["CallSid"] != first["CallSid"]
     assert (other_call["From"], other_call["To"]) == (
-        dtmf_script.DEFAULT_FROM,
-        dtmf_script.DEFAULT_TO,
+        DEFAULT_FROM,
+        DEFAULT_TO,
     )
 
 
@@ -634,7 +642,7 @@ def hotline(monkeypatch: pytest.MonkeyPatch) -> TwimlApp:
             "/menu": "<Say>Баланс сто рублей</Say><Hangup/>",
         }
     )
-    monkeypatch.setattr(simulate, "app_factory", lambda: twiml.app)
+    monkeypatch.setattr("ivr.simulate.transport.app_factory", lambda: twiml.app)
     return twiml
 
 
@@ -645,7 +653,7 @@ def write(path: Path, text: str) -> Path:
 
 def test_simulate_command_passes(hotline: TwimlApp, tmp_path: Path) -> None:
     script = write(tmp_path / "ok.dtmf", 'call\nexpect "здравствуйте"\npress 1\nexpect "рубл"\n')
-    result = CliRunner().invoke(simulate.simulate_command, [str(script)])
+    result = CliRunner().invoke(simulate_command, [str(script)])
     assert result.exit_code == 0, result.output
     assert "  ⌨ 1" in result.output
     assert result.output.splitlines()[-1] == "1 passed, 0 failed"
@@ -653,7 +661,7 @@ def test_simulate_command_passes(hotline: TwimlApp, tmp_path: Path) -> None:
 
 def test_simulate_command_fails_with_expected_and_heard(hotline: TwimlApp, tmp_path: Path) -> None:
     script = write(tmp_path / "bad.dtmf", 'call\npress 1\nexpect "задолженность"\n')
-    result = CliRunner().invoke(simulate.simulate_command, ["--quiet", str(script)])
+    result = CliRunner().invoke(simulate_command, ["--quiet", str(script)])
     assert result.exit_code == 1
     assert f'{script}:3: expect "задолженность": "задолженность" was not said' in result.output
     assert 'heard since line 2: "Баланс сто рублей"' in result.output
@@ -665,7 +673,7 @@ def test_simulate_command_runs_a_folder_in_order(hotline: TwimlApp, tmp_path: Pa
     write(tmp_path / "b.dtmf", 'call\nexpect "нет такого"\n')
     write(tmp_path / "a.dtmf", 'call\nexpect "здравствуйте"\n')
     write(tmp_path / "notes.txt", "not a script")
-    result = CliRunner().invoke(simulate.simulate_command, [str(tmp_path)])
+    result = CliRunner().invoke(simulate_command, [str(tmp_path)])
     assert result.exit_code == 1
     verdicts = [line for line in result.output.splitlines() if line.startswith(("PASS", "FAIL"))]
     assert verdicts == [f"PASS {tmp_path / 'a.dtmf'}", f"FAIL {tmp_path / 'b.dtmf'}"]
@@ -677,7 +685,7 @@ def test_simulate_command_syntax_error_exits_2_before_any_call(
 ) -> None:
     good = write(tmp_path / "good.dtmf", "call\n")
     bad = write(tmp_path / "bad.dtmf", "call\npress\n")
-    result = CliRunner().invoke(simulate.simulate_command, [str(good), str(bad)])
+    result = CliRunner().invoke(simulate_command, [str(good), str(bad)])
     assert result.exit_code == 2
     assert f"{bad}:2: missing keys" in result.output
     assert hotline.seen == []
@@ -688,7 +696,7 @@ def test_simulate_command_signs_with_the_env_token(
 ) -> None:
     monkeypatch.setenv("TWILIO_AUTH_TOKEN", TOKEN)
     script = write(tmp_path / "ok.dtmf", "call\n")
-    result = CliRunner().invoke(simulate.simulate_command, [str(script)])
+    result = CliRunner().invoke(simulate_command, [str(script)])
     assert result.exit_code == 0, result.output
     seen = hotline.seen[0]
     assert seen.signature is not None
@@ -696,7 +704,7 @@ def test_simulate_command_signs_with_the_env_token(
 
 
 def test_call_command_is_interactive(hotline: TwimlApp) -> None:
-    result = CliRunner().invoke(simulate.call_command, ["--from", "+73422000005"], input="1\n")
+    result = CliRunner().invoke(call_command, ["--from", "+73422000005"], input="1\n")
     assert result.exit_code == 0, result.output
     assert "🔊 [ru-RU] Здравствуйте" in result.output
     assert "🔊 [en-US] Баланс сто рублей" in result.output
@@ -705,7 +713,7 @@ def test_call_command_is_interactive(hotline: TwimlApp) -> None:
 
 
 def test_call_command_hangs_up_at_end_of_input(hotline: TwimlApp) -> None:
-    result = CliRunner().invoke(simulate.call_command, [], input="")
+    result = CliRunner().invoke(call_command, [], input="")
     assert result.exit_code == 0, result.output
     assert result.output.rstrip().endswith("✖ caller hung up")
 

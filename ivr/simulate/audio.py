@@ -1,5 +1,7 @@
 """Render a simulated call as the caller would hear it: speech, silences and key tones.
 
+`sounds_of` turns a call's events into sounds; `render` writes them to a wav file.
+
 Offline and free: espeak-ng speaks each `<Say>` in its language, sox makes the silences
 and the DTMF tones and joins everything into one wav file at a phone line's rate.
 """
@@ -9,11 +11,22 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ivr.errors import IvrError
+from ivr.simulate.events import (
+    HANGUP_REASONS,
+    Dialed,
+    Ended,
+    Event,
+    Paused,
+    Played,
+    Pressed,
+    Said,
+    Silent,
+)
 
 INSTALL_HINT = "apt-get install espeak-ng sox"
 TOOLS = ("espeak-ng", "sox")
@@ -161,3 +174,23 @@ def _run(command: list[str], stdin: str | None = None) -> None:
     if finished.returncode != 0:
         message = (finished.stderr or finished.stdout).strip() or f"exit {finished.returncode}"
         raise AudioError(f"{command[0]} failed: {message}")
+
+
+def sounds_of(events: Iterable[Event]) -> list[Sound]:
+    """Turn a call's events into what the caller hears, for `--audio`."""
+    sounds: list[Sound] = []
+    for event in events:
+        match event:
+            case Said(text=text, language=language):
+                sounds.append(Speech(text, language))
+            case Played():
+                sounds.append(Tone(440.0, 0.5))  # the recording itself is not fetched
+            case Paused(seconds=seconds) | Silent(seconds=seconds):
+                sounds.append(Quiet(seconds))
+            case Pressed(keys=keys):
+                sounds.append(Keys(keys))
+            case Dialed():
+                sounds += [Tone(425.0, 1.0), Quiet(1.0)]  # a ringback
+            case Ended(reason=reason) if reason in HANGUP_REASONS:
+                sounds += [Tone(425.0, 0.35), Quiet(0.35)] * 3  # busy tone
+    return sounds

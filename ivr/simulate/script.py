@@ -10,7 +10,7 @@ One step a line, `#` starts a comment (after white space or at a line's start, s
     expect-hangup
 
 A script that cannot be read raises `ScriptError`, reported as FILE:LINE: what is wrong,
-before any call starts. `ivr.simulate` plays the steps.
+before any call starts. `ivr.simulate.runner` plays the steps.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ DEFAULT_FROM = "+73422000001"
 DEFAULT_TO = "+73422195195"
 KEYS = frozenset("0123456789*#")
 
+
 class ScriptError(IvrError):
     """A DTMF script cannot be read; reported as FILE:LINE: what is wrong."""
 
@@ -40,7 +41,7 @@ class ScriptError(IvrError):
 
 
 @dataclass(frozen=True)
-class Call:
+class StartCall:
     """`call [from=NUMBER] [to=NUMBER]`: start a call (POST /voice)."""
 
     line: int
@@ -101,7 +102,7 @@ class ExpectDial:
     number: str
 
 
-Step = Call | Expect | ExpectNot | Press | Silence | ExpectHangup | ExpectDial
+Step = StartCall | Expect | ExpectNot | Press | Silence | ExpectHangup | ExpectDial
 
 
 @dataclass(frozen=True)
@@ -144,7 +145,7 @@ def parse_text(text: str, path: str = "<script>") -> Script:
             step = _parse_step(tokens, number, code)
         except ValueError as error:
             raise ScriptError(path, number, str(error)) from error
-        if not steps and not isinstance(step, Call):
+        if not steps and not isinstance(step, StartCall):
             raise ScriptError(path, number, f"{tokens[0].text} before any call: start with `call`")
         steps.append(step)
     if not steps:
@@ -224,7 +225,7 @@ def _parse_step(tokens: list[_Token], line: int, source: str) -> Step:
     )
 
 
-def _parse_call(args: list[_Token], line: int, source: str) -> Call:
+def _parse_call(args: list[_Token], line: int, source: str) -> StartCall:
     """Read `from=` and `to=` of a call step."""
     numbers: dict[str, str] = {}
     for arg in args:
@@ -236,7 +237,9 @@ def _parse_call(args: list[_Token], line: int, source: str) -> Call:
         if not value:
             raise ValueError(f"missing number after {key}=")
         numbers[key] = value
-    return Call(line, source, numbers.get("from", DEFAULT_FROM), numbers.get("to", DEFAULT_TO))
+    return StartCall(
+        line, source, numbers.get("from", DEFAULT_FROM), numbers.get("to", DEFAULT_TO)
+    )
 
 
 def _one_quoted(name: str, args: list[_Token]) -> str:
