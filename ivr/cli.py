@@ -20,19 +20,29 @@ from sqlalchemy.orm import Session
 from werkzeug.serving import run_simple
 
 from ivr import audio, calllog, flow, ledger, logs, prompts, stats
-from ivr.app import DEFAULT_DATABASE_URL, DEFAULT_PROMPTS_DIR, DEMO_LEDGER, create_app
+from ivr.app import create_app
 from ivr.contract import CONTRACT_LENGTH, Verdict, verdict
 from ivr.errors import IvrError
+from ivr.home import Home, home
 from ivr.money import amount_in_words, digits_in_words
 from ivr.simulate import call_command, simulate_command
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
+
+def hotline_home() -> Home:
+    """Find the home folder (ivr.home), or say in one line why there is none."""
+    try:
+        return home()
+    except IvrError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 database_option = click.option(
     "--database-url",
     envvar="IVR_DATABASE_URL",
-    default=DEFAULT_DATABASE_URL,
-    show_default="data/ledger.sqlite3, or $IVR_DATABASE_URL",
+    default=lambda: hotline_home().database_url,
+    show_default="data/ledger.sqlite3 in the hotline's home, or $IVR_DATABASE_URL",
     help="SQLAlchemy URL of the ledger.",
 )
 
@@ -83,8 +93,10 @@ def serve(host: str, port: int, insecure: bool, database_url: str) -> None:
             bold=True,
             err=True,
         )
+    place = hotline_home()
+    click.echo(f"Hotline home: {place.root}", err=True)
     with open_ledger(database_url) as engine:
-        report = ledger.create_demo_if_missing(engine, DEMO_LEDGER)
+        report = ledger.create_demo_if_missing(engine, place.demo_ledger)
         ledger.create_schema(engine)  # an older ledger gets the tables added since
     if report is not None:
         click.echo(f"Created the demo ledger ({report.rows} entries) at {database_url}", err=True)
@@ -102,7 +114,7 @@ def ledger_group() -> None:
 
 
 @ledger_group.command("init")
-@click.option("--demo", is_flag=True, help=f"Also load the demo entries of {DEMO_LEDGER.name}.")
+@click.option("--demo", is_flag=True, help="Also load the demo entries of demo_ledger.csv.")
 @database_option
 def ledger_init(demo: bool, database_url: str) -> None:
     """Create the ledger's tables (nothing is dropped)."""
@@ -110,7 +122,7 @@ def ledger_init(demo: bool, database_url: str) -> None:
         ledger.create_schema(engine)
         click.echo(f"Ledger ready at {database_url}")
         if demo:
-            report = ledger.import_csv(engine, DEMO_LEDGER)
+            report = ledger.import_csv(engine, hotline_home().demo_ledger)
             click.echo(
                 f"Demo entries: {report.added} added, {report.already_present} already there"
             )
@@ -189,10 +201,10 @@ def prompts_group() -> None:
 def prompts_check(folder: Path | None) -> None:
     """Check every prompt file as the server does; exit 1 on any fault.
 
-    FOLDER defaults to $IVR_PROMPTS_DIR, else prompts/. Each fault is printed as
-    FILE:LINE: message.
+    FOLDER defaults to $IVR_PROMPTS_DIR, else prompts/ in the hotline's home. Each fault
+    is printed as FILE:LINE: message.
     """
-    folder = folder or DEFAULT_PROMPTS_DIR
+    folder = folder or hotline_home().prompts_dir
     found = prompts.check_folder(folder, flow.PHRASES, flow.LANGUAGES)
     for fault in found.faults:
         click.echo(str(fault))
@@ -219,7 +231,7 @@ def prompts_check(folder: Path | None) -> None:
     "folder",
     type=prompts_folder,
     envvar="IVR_PROMPTS_DIR",
-    help="Prompts folder.  [default: $IVR_PROMPTS_DIR, else prompts/]",
+    help="Prompts folder.  [default: $IVR_PROMPTS_DIR, else prompts/ in the hotline's home]",
 )
 def prompts_say(
     phrase: str,
@@ -230,7 +242,7 @@ def prompts_say(
     folder: Path | None,
 ) -> None:
     """Print PHRASE as the hotline says it, filled in; -o also speaks it into a .wav file."""
-    folder = folder or DEFAULT_PROMPTS_DIR
+    folder = folder or hotline_home().prompts_dir
     language = language or flow.LANGUAGES[0]
     path = folder / f"{language}.toml"
     if not path.is_file():

@@ -898,15 +898,21 @@ def _in_process_transport(auth_token: str | None, database_url: str | None) -> T
     factory = app_factory
     if factory is not None:
         return InProcessTransport(factory())
-    from ivr.app import DEMO_LEDGER, create_app
+    from ivr.app import create_app
+    from ivr.home import home
     from ivr.ledger import create_demo_if_missing
+
+    try:
+        demo_ledger = home().demo_ledger
+    except IvrError as error:
+        raise click.ClickException(str(error)) from None
 
     if database_url is None:
         folder = tempfile.mkdtemp(prefix="ivr-simulate-")
         atexit.register(shutil.rmtree, folder, ignore_errors=True)
         database_url = f"sqlite:///{folder}/ledger.sqlite3"
     app = create_app({"DATABASE_URL": database_url, "AUTH_TOKEN": auth_token, "PUBLIC_URL": None})
-    create_demo_if_missing(app.extensions["ivr"].engine, DEMO_LEDGER)
+    create_demo_if_missing(app.extensions["ivr"].engine, demo_ledger)
     return InProcessTransport(app)
 
 
