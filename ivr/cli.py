@@ -24,22 +24,32 @@ from werkzeug.serving import run_simple
 from ivr import db, flow, logs, prompts, stats
 from ivr.contract import CONTRACT_LENGTH, Verdict, verdict
 from ivr.errors import IvrError, LedgerError
+from ivr.home import Home, home
 from ivr.money import amount_in_words, digits_in_words
 from ivr.simulate import audio
 from ivr.simulate.events import Event
 from ivr.simulate.interactive import run_interactive
 from ivr.simulate.runner import ScriptResult, run_scripts
 from ivr.simulate.script import DEFAULT_FROM, DEFAULT_TO, Script, ScriptError, parse_script
-from ivr.simulate.transport import build_transport
-from ivr.web import DEFAULT_DATABASE_URL, DEFAULT_PROMPTS_DIR, DEMO_LEDGER, create_app
+from ivr.simulate.transport import Transport, build_transport
+from ivr.web import create_app
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def hotline_home() -> Home:
+    """Find the home folder (ivr.home), or say in one line why there is none."""
+    try:
+        return home()
+    except IvrError as exc:
+        raise click.ClickException(str(exc)) from None
+
 
 database_option = click.option(
     "--database-url",
     envvar="IVR_DATABASE_URL",
-    default=DEFAULT_DATABASE_URL,
-    show_default="data/ledger.sqlite3, or $IVR_DATABASE_URL",
+    default=lambda: hotline_home().database_url,
+    show_default="data/ledger.sqlite3 in the hotline's home, or $IVR_DATABASE_URL",
     help="SQLAlchemy URL of the ledger.",
 )
 
@@ -80,8 +90,10 @@ def serve(host: str, port: int, insecure: bool, database_url: str) -> None:
             bold=True,
             err=True,
         )
+    place = hotline_home()
+    click.echo(f"Hotline home: {place.root}", err=True)
     with db.open_engine(database_url) as engine:
-        report = db.create_demo_if_missing(engine, DEMO_LEDGER)
+        report = db.create_demo_if_missing(engine, place.demo_ledger)
         db.create_schema(engine)  # an older ledger gets the tables added since
     if report is not None:
         click.echo(f"Created the demo ledger ({report.rows} entries) at {database_url}", err=True)
@@ -99,7 +111,7 @@ def ledger_group() -> None:
 
 
 @ledger_group.command("init")
-@click.option("--demo", is_flag=True, help=f"Also load the demo entries of {DEMO_LEDGER.name}.")
+@click.option("--demo", is_flag=True, help="Also load the demo entries of demo_ledger.csv.")
 @database_option
 def ledger_init(demo: bool, database_url: str) -> None:
     """Create the ledger's tables (nothing is dropped)."""
@@ -107,7 +119,7 @@ def ledger_init(demo: bool, database_url: str) -> None:
         db.create_schema(engine)
         click.echo(f"Ledger ready at {database_url}")
         if demo:
-            report = db.import_csv(engine, DEMO_LEDGER)
+            report = db.import_csv(engine, hotline_home().demo_ledger)
             click.echo(
                 f"Demo entries: {report.added} added, {report.already_present} already there"
             )
@@ -186,10 +198,10 @@ def prompts_group() -> None:
 def prompts_check(folder: Path | None) -> None:
     """Check every prompt file as the server does; exit 1 on any fault.
 
-    FOLDER defaults to $IVR_PROMPTS_DIR, else prompts/. Each fault is printed as
-    FILE:LINE: message.
+    FOLDER defaults to $IVR_PROMPTS_DIR, else prompts/ in the hotline's home. Each fault
+    is printed as FILE:LINE: message.
     """
-    folder = folder or DEFAULT_PROMPTS_DIR
+    folder = folder or hotline_home().prompts_dir
     found = prompts.check_folder(folder, flow.PHRASES, flow.LANGUAGES)
     for fault in found.faults:
         click.echo(str(fault))
@@ -216,7 +228,7 @@ def prompts_check(folder: Path | None) -> None:
     "folder",
     type=prompts_folder,
     envvar="IVR_PROMPTS_DIR",
-    help="Prompts folder.  [default: $IVR_PROMPTS_DIR, else prompts/]",
+    help="Prompts folder.  [default: $IVR_PROMPTS_DIR, else prompts/ in the hotline's home]",
 )
 def prompts_say(
     phrase: str,
@@ -227,7 +239,7 @@ def prompts_say(
     folder: Path | None,
 ) -> None:
     """Print PHRASE as the hotline says it, filled in; -o also speaks it into a .wav file."""
-    folder = folder or DEFAULT_PROMPTS_DIR
+    folder = folder or hotline_home().prompts_dir
     language = language or flow.LANGUAGES[0]
     path = folder / f"{language}.toml"
     if not path.is_file():
@@ -404,7 +416,7 @@ def simulate_command(
     scripts = _parse_all(_expand(paths))
     if audio_path is not None:
         _require_audio_tools()
-    transport = build_transport(base_url, auth_token, database_url)
+    transport = _transport(base_url, auth_token, database_url)
     results = run_scripts(scripts, transport, auth_token)
     for result in results:
         _report(result, quiet)
@@ -464,11 +476,19 @@ def call_command(
     """Call the hotline from the terminal: hear the prompts, type keys, Enter for silence."""
     if audio_path is not None:
         _require_audio_tools()
-    transport = build_transport(base_url, auth_token, database_url)
+    transport = _transport(base_url, auth_token, database_url)
     record = run_interactive(transport, from_, to, _read_keys, click.echo, auth_token)
     if audio_path is not None:
         _render_audio(audio_path, record.events)
     raise SystemExit(1 if record.error else 0)
+
+
+def _transport(base_url: str | None, auth_token: str | None, database_url: str | None) -> Transport:
+    """Build the simulated call's transport; a setup that cannot work is one line."""
+    try:
+        return build_transport(base_url, auth_token, database_url)
+    except IvrError as error:
+        raise click.ClickException(str(error)) from None
 
 
 def _read_keys() -> str | None:

@@ -249,12 +249,14 @@ def _in_process_transport(auth_token: str | None, database_url: str | None) -> T
         return InProcessTransport(factory())
     from ivr import create_app
     from ivr.db import create_demo_if_missing
-    from ivr.web import DEMO_LEDGER
+    from ivr.home import home
+
+    demo_ledger = home().demo_ledger  # an IvrError says in one line what to set
 
     if database_url is None:
         folder = tempfile.mkdtemp(prefix="ivr-simulate-")
         atexit.register(shutil.rmtree, folder, ignore_errors=True)
         database_url = f"sqlite:///{folder}/ledger.sqlite3"
     app = create_app({"DATABASE_URL": database_url, "AUTH_TOKEN": auth_token, "PUBLIC_URL": None})
-    create_demo_if_missing(app.extensions["ivr"].engine, DEMO_LEDGER)
+    create_demo_if_missing(app.extensions["ivr"].engine, demo_ledger)
     return InProcessTransport(app)

@@ -14,6 +14,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from ivr import db, flow, logs, money
 from ivr.errors import ConfigError
+from ivr.home import home
 from ivr.hotlines import load_settings
 from ivr.languages import LANGUAGES
 from ivr.prompts import PromptLibrary
@@ -21,19 +22,10 @@ from ivr.web import signature, webhooks
 from ivr.web.services import Services, services
 
 __all__ = [
-    "DEFAULT_DATABASE_URL",
-    "DEFAULT_PROMPTS_DIR",
-    "DEMO_LEDGER",
-    "PROJECT_ROOT",
     "Services",
     "create_app",
     "services",
 ]
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
-DEFAULT_DATABASE_URL = f"sqlite:///{PROJECT_ROOT / 'data' / 'ledger.sqlite3'}"
-DEMO_LEDGER = PROJECT_ROOT / "data" / "demo_ledger.csv"
-DEFAULT_PROMPTS_DIR = PROJECT_ROOT / "prompts"
 
 # Environment variable -> config key, read over the defaults and under a test mapping.
 ENVIRONMENT = {
@@ -52,11 +44,11 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Create the hotline app: defaults, then IVR_* variables, then `test_config`."""
     app = Flask(__name__)
     app.config.from_mapping(
-        DATABASE_URL=DEFAULT_DATABASE_URL,
+        DATABASE_URL=None,  # None: the home folder's file (ivr.home)
         AUTH_TOKEN=None,
         PUBLIC_URL=None,
-        PROMPTS_DIR=str(DEFAULT_PROMPTS_DIR),
-        SETTINGS_FILE=str(PROJECT_ROOT / "data" / "hotline.toml"),
+        PROMPTS_DIR=None,
+        SETTINGS_FILE=None,
         LOCKOUT_FAILURES=5,
         LOCKOUT_MINUTES=60,
         PROXY_FIX=0,  # how many proxies in front set X-Forwarded-*; 0 trusts none
@@ -66,6 +58,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
             app.config[key] = os.environ[variable]
     if test_config is not None:
         app.config.from_mapping(test_config)
+    _home_defaults(app.config)
 
     # Everything that can be prepared once is prepared here, not per request; a config
     # that cannot work fails now rather than on the first call.
@@ -101,6 +94,20 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         methods=["GET"],
     )
     return app
+
+
+def _home_defaults(config: dict[str, Any]) -> None:
+    """Give the files not configured otherwise their place in the home folder.
+
+    Looked up only when needed: with every file configured, no home folder is made.
+    """
+    keys = ("DATABASE_URL", "PROMPTS_DIR", "SETTINGS_FILE")
+    if all(config[key] for key in keys):
+        return
+    place = home()
+    defaults = (place.database_url, str(place.prompts_dir), str(place.settings_file))
+    for key, default in zip(keys, defaults, strict=True):
+        config[key] = config[key] or default
 
 
 def _minutes(value: Any) -> timedelta:
