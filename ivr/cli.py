@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 from sqlalchemy import Engine
@@ -297,18 +298,30 @@ def _sample_values(
 @click.option(
     "--day",
     type=click.DateTime(formats=["%Y-%m-%d"]),
-    help="UTC day to report, YYYY-MM-DD.  [default: today]",
+    help="Day to report, YYYY-MM-DD, in the --zone.  [default: today]",
+)
+@click.option(  # issue 12: the dashboard's day is in the hotline's zone; this reports the same
+    "--zone",
+    default="UTC",
+    show_default=True,
+    help="Time zone of the day and its hours (IANA name, e.g. Asia/Yekaterinburg).",
 )
 @database_option
-def stats_command(day: datetime | None, database_url: str) -> None:
+def stats_command(day: datetime | None, zone: str, database_url: str) -> None:
     """Print a day's calls from the call log: outcomes, and where callers gave up."""
+    try:
+        where_zone = ZoneInfo(zone)
+    except (ValueError, ZoneInfoNotFoundError):
+        raise click.BadParameter(f"unknown time zone {zone!r}", param_hint="--zone") from None
     logs.install()
     engine = ledger.make_engine(database_url)
     # The URL as SQLAlchemy prints it: without the password.
     where = engine.url.render_as_string(hide_password=True)
     try:
         with Session(engine) as session:
-            report = stats.load(session, day.date() if day else datetime.now(UTC).date())
+            report = stats.load(
+                session, day.date() if day else datetime.now(where_zone).date(), where_zone
+            )
     except SQLAlchemyError as exc:
         raise click.ClickException(
             f"cannot read the call log at {where}: {calllog.reason(exc)}\n"
