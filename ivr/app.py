@@ -26,6 +26,7 @@ from ivr.money import LANGUAGES
 from ivr.prompts import AUDIO_TYPES, PromptLibrary, PromptSet
 from ivr.settings import Hotline as DialedLine
 from ivr.settings import Settings, caller_id, load_settings
+from ivr.web import dashboard, metrics  # issue 12
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.add_url_rule(
         "/prompts-audio/<path:file>", "prompt_audio", view_func=prompt_audio, methods=["GET"]
     )
+    dashboard.install(app)  # issue 12: GET /dashboard (IVR_DASHBOARD_TOKEN)
+    metrics.install(app)  # issue 12: GET /metrics and the request counts (IVR_METRICS)
     return app
 
 
@@ -336,6 +339,7 @@ def dialed_line() -> DialedLine:
 
 def _log_step(ctx: flow.Context, state: flow.State | None, reply: flow.Reply) -> None:
     """Keep the step in the call log (never raises)."""
+    metrics.step(state.value if state is not None else None, reply.outcome.value)  # issue 12
     _record_step(
         caller=ctx.caller,
         at=ctx.now,
@@ -415,6 +419,7 @@ def _apologise(error: Exception) -> Response | HTTPException:
     """Turn any failure inside a webhook into the caller's apology, with HTTP 200."""
     if isinstance(error, HTTPException):
         return error
+    metrics.apology(error)  # issue 12
     log.error("a webhook failed, the caller hears the apology: %s", _describe(error))
     language = request.args.get("l") or hotline().settings.default.language
     document = twiml.apology(_prompts_or_none(language), _audio_url)

@@ -1,0 +1,224 @@
+"""The operators' dashboard: `GET /dashboard?day=YYYY-MM-DD`, one page about one day.
+
+Its numbers are a `stats.DayStats`, the same object `ivr stats --zone` prints, so the page
+and the terminal cannot disagree. Charts are SVG drawn here (`ivr.charts`); the page
+loads nothing from elsewhere. It never shows a contract number: the call log only holds
+masked ones and the page shows none at all.
+
+Off (404) unless `IVR_DASHBOARD_TOKEN` is set; then HTTP basic auth (any user name, the
+token as the password, so a browser asks for it) or `Authorization: Bearer <token>`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+from datetime import date, datetime, timedelta
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+from flask import Blueprint, Flask, Response, abort, current_app, render_template, request
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from ivr import charts, logs, stats
+from ivr.prompts import PromptLibrary
+
+# The hotline's time zone: the day and its hours are counted in it. One hotline for now
+# (+7 342, Perm: Asia/Yekaterinburg); to be derived from the hotline's number later.
+HOTLINE_ZONE = ZoneInfo("Asia/Yekaterinburg")
+ZONE_NAME = "Екатеринбург"
+REALM = "IVR dashboard"
+
+blueprint = Blueprint("dashboard", __name__, template_folder="templates")
+
+MONTHS = (
+    "января", "февраля", "марта", "апреля", "мая", "июня",
+    "июля", "августа", "сентября", "октября", "ноября", "декабря",
+)  # fmt: skip
+WEEKDAYS = ("понедельник", "вторник", "среда", "четверг", "пятница", "суббота", "воскресенье")
+STAGES = {
+    "greeting": "Приветствие",
+    "menu": "Прошли меню",
+    "contract_keyed": "Ввели номер договора",
+    "balance_told": "Узнали баланс",
+    "after_balance": "Выбор после баланса",
+}
+STATES = {
+    "answer": "Приветствие",
+    "main": "Главное меню",
+    "subscriber": "Меню абонента",
+    "billing": "Меню «Баланс и платежи»",
+    "contract": "Ввод номера договора",
+    "after_balance": "После баланса",
+}
+HOW = {"no answer to the prompt": "молчали до конца", "hung up": "положили трубку"}
+OUTCOMES = {
+    "menu": "Переход по меню",
+    "balance_told": "Баланс озвучен",
+    "wrong_number": "Неверный номер",
+    "unknown_contract": "Договор не найден",
+    "too_many_tries": "Слишком много попыток",
+    "locked_out": "Номер заблокирован",
+    "no_input": "Нет ответа",
+    "invalid_key": "Неверная клавиша",
+    "gave_up": "Молчали до конца",
+    "operator": "Соединение с оператором",
+    "no_operator": "Оператор не настроен",
+    "hung_up": "Завершили звонок",
+    "apology": "Извинение (сбой)",
+    "left_at_prompt": "Положили трубку",
+    stats.PROMISE_TAKEN: "Обещанный платёж",
+}
+CHOICES = {
+    "balance_told": "Повторить баланс",
+    "to_contract": "Другой договор",
+    "hung_up": "Завершить звонок",
+    "operator": "Оператор",
+    "no_operator": "Оператор (не настроен)",
+    "invalid_key": "Неверная клавиша",
+    stats.PROMISE_TAKEN: "Обещанный платёж",
+}
+STATUSES = {
+    "completed": "завершён",
+    "busy": "занято",
+    "no-answer": "без ответа",
+    "failed": "ошибка",
+    "canceled": "отменён",
+}
+
+
+class Services(Protocol):
+    """What the page needs of the app's shared state (`app.extensions["ivr"]`)."""
+
+    engine: Engine
+    prompts: PromptLibrary
+
+
+def install(app: Flask) -> None:
+    """Read the token (config, else IVR_DASHBOARD_TOKEN) and add the page to `app`."""
+    app.config.setdefault("DASHBOARD_TOKEN", _environ("IVR_DASHBOARD_TOKEN"))
+    app.register_blueprint(blueprint)
+
+
+def _environ(name: str) -> str | None:
+    return os.environ.get(name) or None
+
+
+def token() -> str | None:
+    """Return the dashboard token of the current app, None when the page is off."""
+    value = current_app.config.get("DASHBOARD_TOKEN")
+    return str(value) if value else None
+
+
+def authorised(expected: str) -> bool:
+    """Tell whether the request carries the token: as a basic-auth password or a bearer."""
+    auth = request.authorization
+    if auth is None:
+        return False
+    given = auth.password if auth.type == "basic" else auth.token if auth.type == "bearer" else None
+    if not given:
+        return False
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def challenge() -> Response:
+    """Answer 401 with a Basic challenge, so that a browser asks for the token."""
+    return Response(
+        "Unauthorized: the dashboard token is needed\n",
+        401,
+        {"WWW-Authenticate": f'Basic realm="{REALM}", charset="UTF-8"'},
+        mimetype="text/plain",
+    )
+
+
+def guard() -> Response | None:
+    """Refuse a request without the token (404 when there is no token at all)."""
+    expected = token()
+    if expected is None:
+        abort(404)
+    return None if authorised(expected) else challenge()
+
+
+@blueprint.get("/dashboard")
+def page() -> Response | str:
+    """Render one day of the hotline for operators."""
+    refused = guard()
+    if refused is not None:
+        return refused
+    day = _day(request.args.get("day"))
+    services: Services = current_app.extensions["ivr"]
+    with Session(services.engine) as session:
+        day_stats = stats.load(session, day, HOTLINE_ZONE)
+    # Fault texts quote prompt lines; masked like a log line in case one holds a number.
+    faults = {
+        name: [logs.FILTER.mask(fault) for fault in found]
+        for name, found in services.prompts.faults.items()
+    }
+    response = Response(render_template("dashboard.html", **view(day_stats, faults)))
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _day(raw: str | None) -> date:
+    if not raw:
+        return datetime.now(HOTLINE_ZONE).date()
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        abort(400, description="day must be YYYY-MM-DD")
+
+
+def view(day_stats: stats.DayStats, faults: dict[str, list[str]]) -> dict[str, Any]:
+    """Turn a day's stats into what the template shows (labels in Russian)."""
+    s = day_stats
+    by_hour = [s.by_hour[hour] for hour in range(24)]
+    busiest = max(range(24), key=lambda hour: by_hour[hour])
+    stages = [charts.Stage(key, STAGES[key], s.funnel[key]) for key in stats.FUNNEL]
+    day = s.day
+    return {
+        "day": day,
+        "day_words": f"{day.day} {MONTHS[day.month - 1]} {day.year}",
+        "weekday": WEEKDAYS[day.weekday()],
+        "previous": (day - timedelta(days=1)).isoformat(),
+        "next": (day + timedelta(days=1)).isoformat(),
+        "zone": ZONE_NAME,
+        "zone_id": s.zone,
+        "stats": s,
+        "tiles": [
+            ("calls", "Звонков", s.calls, ""),
+            ("heard_balance", "Узнали баланс", s.heard_balance, "good"),
+            ("promises_taken", "Обещанных платежей", s.promises_taken, "good"),
+            ("too_many_tries", "Слишком много попыток", s.outcomes["too_many_tries"], "warn"),
+            ("locked_out", "Блокировок", s.outcomes["locked_out"], "warn"),
+            ("apology", "Извинений (сбоев)", s.outcomes["apology"], "bad"),
+        ],
+        "hour_chart": charts.hour_bars(by_hour, busiest_label=f"Больше всего в {busiest:02d}:00"),
+        "busiest": busiest if s.calls else None,
+        "funnel_chart": charts.funnel(stages),
+        "gave_up": [
+            (state, how, STATES.get(state, state), HOW.get(how, how), count)
+            for (state, how), count in _ranked(s.gave_up_at)
+        ],
+        "operator_at": [(key, STATES.get(key, key), n) for key, n in _ranked(s.operator_at)],
+        "choices": [(key, _choice_label(key), n) for key, n in _ranked(s.after_balance)],
+        "outcomes": [(key, OUTCOMES.get(key, key), n) for key, n in _ranked(s.outcomes)],
+        "endings": [(key, OUTCOMES.get(key, key), n) for key, n in _ranked(s.endings)],
+        "statuses": [(key, STATUSES.get(key, key), n) for key, n in _ranked(s.statuses)],
+        "average_s": round(s.talk_time_s / sum(s.statuses.values())) if s.statuses else None,
+        "faults": faults,
+        "fault_count": sum(len(found) for found in faults.values()),
+    }
+
+
+def _choice_label(key: str) -> str:
+    if key in CHOICES:
+        return CHOICES[key]
+    if key.startswith("to_"):
+        return "Назад: " + STATES.get(key[3:], key[3:])
+    return OUTCOMES.get(key, key)
+
+
+def _ranked(counts: Any) -> list[tuple[Any, int]]:
+    """Order a Counter as `ivr stats` does: most first, then by name."""
+    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
