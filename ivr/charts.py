@@ -86,9 +86,9 @@ def hour_bars(counts: Sequence[int], *, busiest_label: str = "", width: int = 96
     return "".join(parts)
 
 
-def funnel(stages: Sequence[Stage], *, width: int = 960) -> str:
+def funnel(stages: Sequence[Stage], *, width: int = 620) -> str:
     """Draw a funnel: one bar a stage, as wide as its count, with the share of the first."""
-    row, label_w, gap = 52, 260, 10
+    row, label_w, gap = 58, 215, 12
     height = row * len(stages) + 8
     first = stages[0].count if stages else 0
     widest = max((stage.count for stage in stages), default=0) or 1
