@@ -137,6 +137,13 @@ def seed_day(app: Flask) -> None:
 @pytest.fixture
 def app(tmp_path: Path) -> Iterator[Flask]:
     """The hotline with the dashboard on, its own copy of the prompts, on a demo ledger."""
+    app = dashboard_app(tmp_path)
+    yield app
+    engine_of(app).dispose()
+
+
+def dashboard_app(tmp_path: Path) -> Flask:
+    """Create the hotline with the dashboard's token and a copy of the prompts; fill the ledger."""
     shutil.copytree(PROMPTS, tmp_path / "prompts")
     app = create_app(
         {
@@ -149,8 +156,7 @@ def app(tmp_path: Path) -> Iterator[Flask]:
     engine = engine_of(app)
     fresh_schema(engine)
     ledger.import_csv(engine, DEMO_CSV)
-    yield app
-    engine.dispose()
+    return app
 
 
 def basic(password: str, user: str = "operator") -> dict[str, str]:

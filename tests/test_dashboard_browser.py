@@ -19,12 +19,13 @@ import pytest
 from flask import Flask
 from werkzeug.serving import make_server
 
-from tests.test_dashboard import (  # noqa: F401  (`app` is a fixture)
+from tests.conftest import engine_of
+from tests.test_dashboard import (
     DAY,
     TOKEN,
     agree_with_the_cli,
-    app,
     cli_numbers,
+    dashboard_app,
     day_stats,
     expected,
     read_page,
@@ -41,6 +42,13 @@ def chromium() -> str:
     if found is None:
         pytest.fail("no chromium: apt-get install chromium (as .ci/run does)")
     return found
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[Flask]:
+    app = dashboard_app(tmp_path)
+    yield app
+    engine_of(app).dispose()
 
 
 @pytest.fixture
