@@ -17,6 +17,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from freezegun import freeze_time
 from freezegun.api import FrozenDateTimeFactory
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from ivr import calllog, create_app, ledger, stats
@@ -449,3 +450,12 @@ def test_prompt_file_faults_are_listed(app: Flask, client: FlaskClient) -> None:
     assert shown.of("stat")["prompt_faults"] >= 1
     assert "en-US.toml" in shown.text
     assert "Ошибок нет" not in shown.text
+
+
+def test_a_broken_call_log_is_a_plain_error_page_not_twiml(app: Flask, client: FlaskClient) -> None:
+    with engine_of(app).begin() as connection:
+        connection.execute(text("DROP TABLE call_steps"))
+    response = client.get("/dashboard", headers=bearer(TOKEN))
+    assert response.status_code == 500
+    assert response.mimetype == "text/plain"
+    assert "журнал звонков" in response.get_data(as_text=True)

@@ -12,6 +12,7 @@ token as the password, so a browser asks for it) or `Authorization: Bearer <toke
 from __future__ import annotations
 
 import hmac
+import logging
 import os
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol
@@ -20,8 +21,9 @@ from zoneinfo import ZoneInfo
 from flask import Blueprint, Flask, Response, abort, current_app, render_template, request
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
+from werkzeug.exceptions import HTTPException
 
-from ivr import charts, logs, stats
+from ivr import calllog, charts, logs, stats
 from ivr.prompts import PromptLibrary
 
 # The hotline's time zone: the day and its hours are counted in it. One hotline for now
@@ -29,6 +31,7 @@ from ivr.prompts import PromptLibrary
 HOTLINE_ZONE = ZoneInfo("Asia/Yekaterinburg")
 ZONE_NAME = "Екатеринбург"
 REALM = "IVR dashboard"
+log = logging.getLogger(__name__)
 
 blueprint = Blueprint("dashboard", __name__, template_folder="templates")
 
@@ -158,6 +161,19 @@ def page() -> Response | str:
     response = Response(render_template("dashboard.html", **view(day_stats, faults)))
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+@blueprint.errorhandler(Exception)
+def _failed(error: Exception) -> Response | HTTPException:
+    """Say the page failed, as a page: the app's handler would answer with TwiML for Twilio."""
+    if isinstance(error, HTTPException):
+        return error
+    log.error("the dashboard failed: %s", calllog.reason(error))
+    return Response(
+        "Панель не открылась: не удалось прочитать журнал звонков (подробности в логе сервера).\n",
+        500,
+        mimetype="text/plain",
+    )
 
 
 def _day(raw: str | None) -> date:
