@@ -8,7 +8,6 @@ they only parse options and print.
 from __future__ import annotations
 
 import difflib
-import functools
 import logging
 import os
 import shutil
@@ -17,6 +16,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 from werkzeug.serving import run_simple
@@ -306,16 +306,27 @@ def _sample_values(
 @click.option(
     "--day",
     type=click.DateTime(formats=["%Y-%m-%d"]),
-    help="UTC day to report, YYYY-MM-DD.  [default: today]",
+    help="Day to report, YYYY-MM-DD, in the --zone.  [default: today]",
+)
+@click.option(  # issue 12: the dashboard's day is in the hotline's zone; this reports the same
+    "--zone",
+    default="UTC",
+    show_default=True,
+    help="Time zone of the day and its hours (IANA name, e.g. Asia/Yekaterinburg).",
 )
 @database_option
-def stats_command(day: datetime | None, database_url: str) -> None:
+def stats_command(day: datetime | None, zone: str, database_url: str) -> None:
     """Print a day's calls from the call log: outcomes, and where callers gave up."""
+    try:
+        where_zone = ZoneInfo(zone)
+    except (ValueError, ZoneInfoNotFoundError):
+        raise click.BadParameter(f"unknown time zone {zone!r}", param_hint="--zone") from None
     logs.install()
     with db.open_engine(database_url) as engine:
-        read = functools.partial(db.read_call_log, engine)
         try:
-            report = stats.load(read, day.date() if day else datetime.now(UTC).date())
+            report = db.day_stats(
+                engine, day.date() if day else datetime.now(where_zone).date(), where_zone
+            )
         except LedgerError as exc:
             raise click.ClickException(
                 f"cannot read the call log at {db.shown_url(engine)}: {exc}\n"

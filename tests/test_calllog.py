@@ -340,7 +340,18 @@ Where callers gave up without hearing a balance:
   main                 1  (no answer to the prompt)
 Call statuses from Twilio:
   completed            4
-  talk time 120 s, 30 s a call on average"""
+  talk time 120 s, 30 s a call on average
+Funnel (calls that got this far):
+  greeting             6
+  menu                 4
+  contract_keyed       3
+  balance_told         2
+  after_balance        1
+Choices after the balance:
+  hung_up              1
+Promised payments taken: 0
+Calls by the hour they began:
+  12:00              6"""
 
 
 def test_stats_count_a_day_of_calls(

@@ -7,14 +7,16 @@ masked here, before anything is stored.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, date, datetime, tzinfo
 
 from sqlalchemy import Connection, Engine, bindparam, func, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from ivr import stats
 from ivr.calllog import UNKNOWN_CALL, End, Step
 from ivr.contract import mask
 from ivr.db.engine import lock_wait, reason
@@ -202,3 +204,11 @@ def read_call_log(
             return call_steps_between(session, *steps_in), call_ends_between(session, *ends_in)
     except SQLAlchemyError as exc:
         raise LedgerError(reason(exc)) from None
+
+
+def day_stats(engine: Engine, day: date, zone: tzinfo = UTC) -> stats.DayStats:
+    """Return a day of the call log, counted: what `ivr stats` prints and the dashboard shows.
+
+    The one way both read it, so that they cannot disagree. Raise LedgerError on failure.
+    """
+    return stats.load(functools.partial(read_call_log, engine), day, zone)

@@ -18,7 +18,7 @@ from ivr.home import home
 from ivr.hotlines import load_settings
 from ivr.languages import LANGUAGES
 from ivr.prompts import PromptLibrary
-from ivr.web import signature, webhooks
+from ivr.web import dashboard, metrics, signature, webhooks
 from ivr.web.services import Services, services
 
 __all__ = [
@@ -93,6 +93,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         view_func=webhooks.prompt_audio,
         methods=["GET"],
     )
+    dashboard.install(app)  # issue 12: GET /dashboard (IVR_DASHBOARD_TOKEN)
+    metrics.install(app)  # issue 12: GET /metrics and the request counts (IVR_METRICS)
     return app
 
 

@@ -14,7 +14,7 @@ from ivr.contract import mask
 from ivr.hotlines import DialedLine
 from ivr.phones import caller_id
 from ivr.prompts import AUDIO_TYPES, PromptSet
-from ivr.web import twiml
+from ivr.web import metrics, twiml
 from ivr.web.services import services
 
 log = logging.getLogger(__name__)
@@ -128,6 +128,7 @@ def dialed_line() -> DialedLine:
 
 def _log_step(ctx: flow.Context, state: flow.State | None, reply: flow.Reply) -> None:
     """Keep the step in the call log (never raises)."""
+    metrics.step(state.value if state is not None else None, reply.outcome.value)  # issue 12
     _record_step(
         caller=ctx.caller,
         at=ctx.now,
@@ -207,6 +208,7 @@ def apologise(error: Exception) -> Response | HTTPException:
     """Turn any failure inside a webhook into the caller's apology, with HTTP 200."""
     if isinstance(error, HTTPException):
         return error
+    metrics.apology(error)  # issue 12
     log.error("a webhook failed, the caller hears the apology: %s", _describe(error))
     language = request.args.get("l") or services().settings.default.language
     document = twiml.apology(_prompts_or_none(language), _audio_url)
