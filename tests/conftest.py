@@ -12,11 +12,12 @@ from urllib.parse import urljoin
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from twilio.request_validator import RequestValidator
 from werkzeug.test import TestResponse
 
 from ivr import create_app, ledger
+from ivr.db import migrate
 
 AUTH_TOKEN = "test-auth-token-0123456789abcdef"
 BASE_URL = "http://localhost"
@@ -32,8 +33,10 @@ def database_url(tmp_path: Path) -> str:
 
 def fresh_schema(engine: Engine) -> None:
     """Give a test an empty ledger (a shared PostgreSQL database is wiped first)."""
-    ledger.Base.metadata.drop_all(engine)
-    ledger.create_schema(engine)
+    with engine.begin() as connection:
+        ledger.Base.metadata.drop_all(connection)
+        connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
+    migrate.bring_to_head(engine)
 
 
 def engine_of(app: Flask) -> Engine:
