@@ -15,9 +15,10 @@ from urllib.parse import urljoin
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from ivr import create_app, db
+from ivr.db import migrate
 from ivr.simulate import VOICE_PATH, CallSession, Event, InProcessTransport, signature
 from ivr.simulate.events import Problem, Requested
 from ivr.simulate.transport import twilio_request
@@ -36,8 +37,10 @@ def database_url(tmp_path: Path) -> str:
 
 def fresh_schema(engine: Engine) -> None:
     """Give a test an empty ledger (a shared PostgreSQL database is wiped first)."""
-    db.Base.metadata.drop_all(engine)
-    db.create_schema(engine)
+    with engine.begin() as connection:
+        db.Base.metadata.drop_all(connection)
+        connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
+    migrate.bring_to_head(engine)
 
 
 def engine_of(app: Flask) -> Engine:

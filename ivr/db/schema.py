@@ -178,8 +178,11 @@ class CallEnd(Base):
 
 
 def create_schema(engine: Engine) -> None:
-    """Create the ledger's tables and indexes where they are missing."""
-    Base.metadata.create_all(engine)
+    """Bring the ledger's tables to the head revision of the shipped migrations."""
+    # Imported here: the migrations import the models from this module.
+    from ivr.db.migrate import bring_to_head
+
+    bring_to_head(engine)
 
 
 def has_schema(engine: Engine) -> bool:
