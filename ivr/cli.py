@@ -13,12 +13,14 @@ import logging
 import os
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 from werkzeug.serving import run_simple
 
 from ivr import db, flow, logs, prompts, stats
@@ -47,11 +49,30 @@ def hotline_home() -> Home:
 
 database_option = click.option(
     "--database-url",
-    envvar="IVR_DATABASE_URL",
+    envvar=db.DATABASE_VARIABLE,
     default=lambda: hotline_home().database_url,
     show_default="data/ledger.sqlite3 in the hotline's home, or $IVR_DATABASE_URL",
     help="SQLAlchemy URL of the ledger.",
 )
+
+
+def database_setting() -> str:
+    """Name where this command's --database-url came from: the option, or the variable."""
+    source = click.get_current_context().get_parameter_source("database_url")
+    return "--database-url" if source is ParameterSource.COMMANDLINE else db.DATABASE_VARIABLE
+
+
+@contextmanager
+def open_ledger(database_url: str) -> Iterator[db.Engine]:
+    """Give a command the ledger's engine, or stop it with one line saying what to fix."""
+    try:
+        engine = db.open_ledger(database_url, database_setting())
+    except IvrError as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        yield engine
+    finally:
+        engine.dispose()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -92,11 +113,12 @@ def serve(host: str, port: int, insecure: bool, database_url: str) -> None:
         )
     place = hotline_home()
     click.echo(f"Hotline home: {place.root}", err=True)
-    with db.open_engine(database_url) as engine:
+    with open_ledger(database_url) as engine:
         report = db.create_demo_if_missing(engine, place.demo_ledger)
         db.create_schema(engine)  # an older ledger gets the tables added since
     if report is not None:
-        click.echo(f"Created the demo ledger ({report.rows} entries) at {database_url}", err=True)
+        where = db.masked_url(database_url)
+        click.echo(f"Created the demo ledger ({report.rows} entries) at {where}", err=True)
     app = create_app({"DATABASE_URL": database_url})
     click.echo(f"Hotline webhooks at http://{host}:{port}/voice", err=True)
     run_simple(host, port, app, threaded=True)
@@ -115,9 +137,9 @@ def ledger_group() -> None:
 @database_option
 def ledger_init(demo: bool, database_url: str) -> None:
     """Create the ledger's tables (nothing is dropped)."""
-    with db.open_engine(database_url) as engine:
+    with open_ledger(database_url) as engine:
         db.create_schema(engine)
-        click.echo(f"Ledger ready at {database_url}")
+        click.echo(f"Ledger ready at {db.masked_url(database_url)}")
         if demo:
             report = db.import_csv(engine, hotline_home().demo_ledger)
             click.echo(
@@ -131,7 +153,7 @@ def ledger_init(demo: bool, database_url: str) -> None:
 def ledger_import(csv_file: Path, database_url: str) -> None:
     """Load entries from CSV_FILE (contract,posted_at,amount,kind,memo), all or nothing."""
     with (
-        db.open_engine(database_url) as engine,
+        open_ledger(database_url) as engine,
         click.progressbar(length=1, label="Importing", file=sys.stderr) as bar,
     ):
         db.create_schema(engine)
@@ -173,10 +195,11 @@ def ledger_balance(contract: str, at: datetime | None, database_url: str) -> Non
         moment = datetime.now(UTC)
     else:  # a date or a time without an offset is read as UTC
         moment = (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC)
-    with db.open_engine(database_url) as engine:
+    with open_ledger(database_url) as engine:
         amount = db.read_balance(engine, contract, moment)
     if amount is None:
-        raise click.ClickException(f"no contract {contract} in the ledger at {database_url}")
+        where = db.masked_url(database_url)
+        raise click.ClickException(f"no contract {contract} in the ledger at {where}")
     click.echo(f"{contract}: {amount} RUB as of {moment.isoformat(timespec='seconds')}")
 
 
@@ -312,7 +335,7 @@ def _sample_values(
 def stats_command(day: datetime | None, database_url: str) -> None:
     """Print a day's calls from the call log: outcomes, and where callers gave up."""
     logs.install()
-    with db.open_engine(database_url) as engine:
+    with open_ledger(database_url) as engine:
         read = functools.partial(db.read_call_log, engine)
         try:
             report = stats.load(read, day.date() if day else datetime.now(UTC).date())

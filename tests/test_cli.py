@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -100,3 +103,113 @@ def test_serve_refuses_to_run_without_a_token(monkeypatch: pytest.MonkeyPatch) -
     assert result.exit_code == 2
     assert "TWILIO_AUTH_TOKEN is not set" in result.output
     assert "--insecure" in result.output
+
+
+# --- a setup that cannot work: one line, not a traceback -------------------------------------
+
+PASSWORD = "s3cret-pw"
+# (id, IVR_DATABASE_URL, what the line must say) for a setup that cannot work. With trust
+# authentication on the test server a wrong password is not refused, so a database and a
+# role that do not exist stand in for it: the same refusal by the server, after it answered.
+BAD_SETUPS = [
+    ("missing-driver", f"postgresql+psycopg://ivr:{PASSWORD}@127.0.0.1:5432/ledger",
+     ["driver psycopg", "not installed", "pip install 'ivr-balance-hotline[postgres]'",
+      "database ledger on 127.0.0.1:5432"]),
+    ("driver-not-installed", f"postgresql+pg8000://ivr:{PASSWORD}@127.0.0.1:5432/ledger",
+     ["driver pg8000", "pip install 'ivr-balance-hotline[postgres]'"]),
+    ("unreachable", f"postgresql+psycopg://postgres:{PASSWORD}@127.0.0.1:1/ledger",
+     ["cannot reach the ledger", "database ledger on 127.0.0.1:1", "Connection refused"]),
+    ("no-such-database", f"postgresql+psycopg://postgres:{PASSWORD}@127.0.0.1:5432/no_such_db",
+     ["database no_such_db on 127.0.0.1:5432", 'database "no_such_db" does not exist']),
+    ("no-such-role", f"postgresql+psycopg://nobody_here:{PASSWORD}@127.0.0.1:5432/postgres",
+     ["as nobody_here", 'role "nobody_here" does not exist']),
+    ("sqlite-folder-missing", "sqlite:////no/such/folder/ledger.sqlite3",
+     ["SQLite file /no/such/folder/ledger.sqlite3", "the folder /no/such/folder does not exist"]),
+    ("not-a-url", f"ivr:{PASSWORD}@db.example/ledger", ["is not a database URL"]),
+    ("unknown-driver", f"postgresql+nodriver://ivr:{PASSWORD}@db.example/ledger",
+     ["no driver", "postgresql+nodriver"]),
+]  # fmt: skip
+SERVER_SETUPS = {"unreachable", "no-such-database", "no-such-role"}  # psycopg meets a server
+
+
+def commands(tmp_path: Path) -> list[list[str]]:
+    return [
+        ["ledger", "init"],
+        ["ledger", "import", str(DEMO_CSV)],
+        ["ledger", "balance", "590000000018"],
+        ["stats"],
+        ["serve", "--insecure"],
+    ]
+
+
+def postgres_answers() -> bool:
+    import socket
+
+    try:
+        socket.create_connection(("127.0.0.1", 5432), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(("case", "url", "says"), BAD_SETUPS, ids=[c[0] for c in BAD_SETUPS])
+def test_a_bad_setup_is_one_line_for_every_command(
+    case: str, url: str, says: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if case in SERVER_SETUPS - {"unreachable"} and not postgres_answers():
+        pytest.skip("needs a PostgreSQL server on 127.0.0.1:5432")
+    if case == "missing-driver":
+        # Its import fails here as it does where psycopg is not installed.
+        monkeypatch.setitem(sys.modules, "psycopg", None)
+    for command in commands(tmp_path):
+        result = CliRunner(env={"IVR_DATABASE_URL": url, "TWILIO_AUTH_TOKEN": None}).invoke(
+            main, command, input=""
+        )
+        assert result.exit_code == 1, (command, result.output, result.exception)
+        assert isinstance(result.exception, SystemExit), (command, result.exception)
+        errors = [line for line in result.output.splitlines() if line.startswith("Error: ")]
+        assert len(errors) == 1, (command, result.output)
+        (line,) = errors
+        for words in [*says, "IVR_DATABASE_URL"]:
+            assert words in line, (command, words, line)
+        assert PASSWORD not in result.output, (command, result.output)
+        assert "Traceback" not in result.output
+
+
+def test_a_bad_database_url_option_names_the_option(tmp_path: Path) -> None:
+    url = "sqlite:////no/such/folder/ledger.sqlite3"
+    for command in commands(tmp_path):
+        command = [*command, "--database-url", url]
+        result = CliRunner().invoke(main, command, input="")
+        assert result.exit_code == 1, (command, result.output)
+        assert "fix --database-url" in result.output, (command, result.output)
+        assert "IVR_DATABASE_URL" not in result.output
+
+
+def test_the_installed_command_says_a_missing_driver_in_one_line(tmp_path: Path) -> None:
+    """The real `ivr` in a process where psycopg cannot be imported, as if not installed."""
+    (tmp_path / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class NoPsycopg:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'psycopg':\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "sys.meta_path.insert(0, NoPsycopg())\n",
+        encoding="utf-8",
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(tmp_path),
+        "IVR_DATABASE_URL": f"postgresql+psycopg://ivr:{PASSWORD}@db.example:5432/ledger",
+    }
+    ivr = Path(sys.executable).parent / "ivr"
+    done = subprocess.run(
+        [str(ivr), "ledger", "init"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.stderr == (
+        "Error: the ledger in IVR_DATABASE_URL, PostgreSQL database ledger on db.example:5432 as"
+        " ivr, needs the driver psycopg, which is not installed:"
+        " pip install 'ivr-balance-hotline[postgres]'\n"
+    )
