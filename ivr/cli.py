@@ -33,7 +33,7 @@ from ivr.simulate.events import Event
 from ivr.simulate.interactive import run_interactive
 from ivr.simulate.runner import ScriptResult, run_scripts
 from ivr.simulate.script import DEFAULT_FROM, DEFAULT_TO, Script, ScriptError, parse_script
-from ivr.simulate.transport import Transport, build_transport
+from ivr.simulate.transport import Target, build_target
 from ivr.web import create_app
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -399,8 +399,10 @@ _token_option = click.option(
 )
 _database_option = click.option(
     "--database-url",
+    envvar=db.DATABASE_VARIABLE,
     metavar="URL",
-    help="In process only: the ledger to use (default: a fresh copy of the demo ledger).",
+    help="In process only: the ledger to use [env IVR_DATABASE_URL]; with neither, a fresh"
+    " copy of the demo ledger.",
 )
 _audio_option = click.option(
     "--audio",
@@ -439,8 +441,12 @@ def simulate_command(
     scripts = _parse_all(_expand(paths))
     if audio_path is not None:
         _require_audio_tools()
-    transport = _transport(base_url, auth_token, database_url)
-    results = run_scripts(scripts, transport, auth_token)
+    target = _target(base_url, auth_token, database_url)
+    click.echo(f"ledger: {target.ledger}")
+    try:
+        results = run_scripts(scripts, target.transport, auth_token)
+    finally:
+        target.close()
     for result in results:
         _report(result, quiet)
     failed = sum(not result.passed for result in results)
@@ -499,17 +505,30 @@ def call_command(
     """Call the hotline from the terminal: hear the prompts, type keys, Enter for silence."""
     if audio_path is not None:
         _require_audio_tools()
-    transport = _transport(base_url, auth_token, database_url)
-    record = run_interactive(transport, from_, to, _read_keys, click.echo, auth_token)
+    target = _target(base_url, auth_token, database_url)
+    click.echo(f"ledger: {target.ledger}")
+    try:
+        record = run_interactive(target.transport, from_, to, _read_keys, click.echo, auth_token)
+    finally:
+        target.close()
     if audio_path is not None:
         _render_audio(audio_path, record.events)
     raise SystemExit(1 if record.error else 0)
 
 
-def _transport(base_url: str | None, auth_token: str | None, database_url: str | None) -> Transport:
-    """Build the simulated call's transport; a setup that cannot work is one line."""
+def _target(base_url: str | None, auth_token: str | None, database_url: str | None) -> Target:
+    """Build where the simulated call goes; a setup that cannot work is one line.
+
+    Explicit configuration wins: --database-url, then IVR_DATABASE_URL; with neither, a
+    fresh copy of the demo ledger. A server at --url answers from its own ledger.
+    """
+    setting = database_setting()
+    if base_url and database_url and setting == "--database-url":
+        raise click.UsageError(
+            "--database-url is for calls in process; with --url the server's own ledger answers"
+        )
     try:
-        return build_transport(base_url, auth_token, database_url)
+        return build_target(base_url, auth_token, None if base_url else database_url, setting)
     except IvrError as error:
         raise click.ClickException(str(error)) from None
 

@@ -105,6 +105,92 @@ def test_serve_refuses_to_run_without_a_token(monkeypatch: pytest.MonkeyPatch) -
     assert "--insecure" in result.output
 
 
+# --- which ledger `ivr simulate` and `ivr call` use ----------------------------------------
+
+OWN_CONTRACT = "590000000083"  # not in the demo ledger
+OWN_LEDGER = (
+    "contract,posted_at,amount,kind,memo\n"
+    f"{OWN_CONTRACT},2026-01-01T00:00:00+00:00,777.00,payment,the tester's own\n"
+)
+HEARS_OWN_BALANCE = (
+    "call from=+73422000091 to=+73422195195\n"
+    f"press 111{OWN_CONTRACT}#\n"
+    'expect "семьсот семьдесят семь рублей"\n'
+)
+
+
+@pytest.fixture
+def own_ledger(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A tester's ledger, imported with `ivr ledger import` as IVR_DATABASE_URL names it."""
+    monkeypatch.delenv("IVR_DATABASE_URL", raising=False)
+    csv = tmp_path / "own.csv"
+    csv.write_text(OWN_LEDGER, encoding="utf-8")
+    imported = CliRunner(env={"IVR_DATABASE_URL": db_url}).invoke(
+        main, ["ledger", "import", str(csv)]
+    )
+    assert imported.exit_code == 0, imported.output
+    check = CliRunner(env={"IVR_DATABASE_URL": db_url}).invoke(
+        main, ["ledger", "balance", OWN_CONTRACT]
+    )
+    assert f"{OWN_CONTRACT}: 777.00 RUB" in check.output, check.output
+    return db_url
+
+
+@pytest.fixture
+def script(tmp_path: Path) -> Path:
+    path = tmp_path / "own.dtmf"
+    path.write_text(HEARS_OWN_BALANCE, encoding="utf-8")
+    return path
+
+
+def test_simulate_uses_the_ledger_ivr_database_url_names(own_ledger: str, script: Path) -> None:
+    result = CliRunner(env={"IVR_DATABASE_URL": own_ledger}).invoke(main, ["simulate", str(script)])
+    assert result.exit_code == 0, result.output
+    first = result.output.splitlines()[0]
+    assert first == f"ledger: {db.masked_url(own_ledger)} (from IVR_DATABASE_URL)"
+
+
+def test_simulate_uses_the_ledger_database_url_names(own_ledger: str, script: Path) -> None:
+    # The option wins over the variable.
+    env = {"IVR_DATABASE_URL": "sqlite:////nowhere/at/all.sqlite3"}
+    result = CliRunner(env=env).invoke(
+        main, ["simulate", "--database-url", own_ledger, "--quiet", str(script)]
+    )
+    assert result.exit_code == 0, result.output
+    assert (
+        result.output.splitlines()[0]
+        == f"ledger: {db.masked_url(own_ledger)} (from --database-url)"
+    )
+
+
+def test_simulate_without_either_uses_a_fresh_demo_copy(own_ledger: str, script: Path) -> None:
+    result = CliRunner().invoke(main, ["simulate", "--quiet", str(script)])
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("ledger: a fresh copy of the demo ledger (sqlite:///")
+    assert "Договор с таким номером не найден" in result.output
+
+
+def test_call_uses_the_ledger_ivr_database_url_names(own_ledger: str) -> None:
+    result = CliRunner(env={"IVR_DATABASE_URL": own_ledger}).invoke(
+        main, ["call"], input=f"111\n{OWN_CONTRACT}#\n"
+    )
+    assert result.exit_code == 0, result.output
+    assert (
+        result.output.splitlines()[0]
+        == f"ledger: {db.masked_url(own_ledger)} (from IVR_DATABASE_URL)"
+    )
+    assert "семьсот семьдесят семь рублей" in result.output
+
+
+def test_simulate_against_a_server_refuses_a_database_url(script: Path) -> None:
+    result = CliRunner().invoke(
+        main,
+        ["simulate", "--url", "http://127.0.0.1:9", "--database-url", "sqlite://", str(script)],
+    )
+    assert result.exit_code == 2
+    assert "the server's own ledger" in result.output
+
+
 # --- a setup that cannot work: one line, not a traceback -------------------------------------
 
 PASSWORD = "s3cret-pw"
@@ -133,12 +219,16 @@ SERVER_SETUPS = {"unreachable", "no-such-database", "no-such-role"}  # psycopg m
 
 
 def commands(tmp_path: Path) -> list[list[str]]:
+    dtmf = tmp_path / "one.dtmf"
+    dtmf.write_text("call\npress 111\n", encoding="utf-8")
     return [
         ["ledger", "init"],
         ["ledger", "import", str(DEMO_CSV)],
         ["ledger", "balance", "590000000018"],
         ["stats"],
         ["serve", "--insecure"],
+        ["simulate", str(dtmf)],
+        ["call"],
     ]
 
 
@@ -179,7 +269,10 @@ def test_a_bad_setup_is_one_line_for_every_command(
 def test_a_bad_database_url_option_names_the_option(tmp_path: Path) -> None:
     url = "sqlite:////no/such/folder/ledger.sqlite3"
     for command in commands(tmp_path):
-        command = [*command, "--database-url", url]
+        if command[0] in ("ledger", "stats", "serve"):
+            command = [*command, "--database-url", url]
+        else:
+            command = [command[0], "--database-url", url, *command[1:]]
         result = CliRunner().invoke(main, command, input="")
         assert result.exit_code == 1, (command, result.output)
         assert "fix --database-url" in result.output, (command, result.output)
