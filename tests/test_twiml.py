@@ -28,6 +28,7 @@ from tests.conftest import (
     CALLER,
     DEMO_CSV,
     Caller,
+    check_allowed_twiml,
     database_url,
     engine_of,
     fresh_schema,
@@ -86,7 +87,7 @@ def check_say(say: ET.Element) -> None:
 
 
 def answer(app: Flask, path: str, hotline: str, digits: str | None) -> ET.Element:
-    """Post one signed webhook and check every <Say> of its answer."""
+    """Post one signed webhook; check its answer against the allowlist, and every <Say>."""
     params = call_parameters(CALLER, hotline)
     if digits:
         params["Digits"] = digits
@@ -94,6 +95,7 @@ def answer(app: Flask, path: str, hotline: str, digits: str | None) -> ET.Elemen
     got = InProcessTransport(app, BASE_URL).send(*request)
     assert got.status == 200, got.body
     root = ET.fromstring(got.body)
+    check_allowed_twiml(root)
     for say in root.iter("Say"):
         check_say(say)
     return root
