@@ -20,6 +20,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
+from click.core import ParameterSource
 from werkzeug.serving import run_simple
 
 from ivr import db, flow, logs, prompts, stats
@@ -32,7 +33,7 @@ from ivr.simulate.events import Event
 from ivr.simulate.interactive import run_interactive
 from ivr.simulate.runner import ScriptResult, run_scripts
 from ivr.simulate.script import DEFAULT_FROM, DEFAULT_TO, Script, ScriptError, parse_script
-from ivr.simulate.transport import Transport, build_transport
+from ivr.simulate.transport import Target, build_target
 from ivr.web import create_app
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -48,11 +49,30 @@ def hotline_home() -> Home:
 
 database_option = click.option(
     "--database-url",
-    envvar="IVR_DATABASE_URL",
+    envvar=db.DATABASE_VARIABLE,
     default=lambda: hotline_home().database_url,
     show_default="data/ledger.sqlite3 in the hotline's home, or $IVR_DATABASE_URL",
     help="SQLAlchemy URL of the ledger.",
 )
+
+
+def database_setting() -> str:
+    """Name where this command's --database-url came from: the option, or the variable."""
+    source = click.get_current_context().get_parameter_source("database_url")
+    return "--database-url" if source is ParameterSource.COMMANDLINE else db.DATABASE_VARIABLE
+
+
+@contextlib.contextmanager
+def open_ledger(database_url: str) -> Iterator[db.Engine]:
+    """Give a command the ledger's engine, or stop it with one line saying what to fix."""
+    try:
+        engine = db.open_ledger(database_url, database_setting())
+    except IvrError as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        yield engine
+    finally:
+        engine.dispose()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -93,11 +113,12 @@ def serve(host: str, port: int, insecure: bool, database_url: str) -> None:
         )
     place = hotline_home()
     click.echo(f"Hotline home: {place.root}", err=True)
-    with db.open_engine(database_url) as engine:
+    with open_ledger(database_url) as engine:
         report = db.create_demo_if_missing(engine, place.demo_ledger)
         db.create_schema(engine)  # an older ledger is upgraded to the head revision
     if report is not None:
-        click.echo(f"Created the demo ledger ({report.rows} entries) at {database_url}", err=True)
+        where = db.masked_url(database_url)
+        click.echo(f"Created the demo ledger ({report.rows} entries) at {where}", err=True)
     app = create_app({"DATABASE_URL": database_url})
     click.echo(f"Hotline webhooks at http://{host}:{port}/voice", err=True)
     run_simple(host, port, app, threaded=True)
@@ -116,9 +137,9 @@ def ledger_group() -> None:
 @database_option
 def ledger_init(demo: bool, database_url: str) -> None:
     """Create the ledger's tables, or upgrade them to the newest schema (nothing is dropped)."""
-    with db.open_engine(database_url) as engine:
+    with open_ledger(database_url) as engine:
         db.create_schema(engine)
-        click.echo(f"Ledger ready at {database_url}")
+        click.echo(f"Ledger ready at {db.masked_url(database_url)}")
         if demo:
             report = db.import_csv(engine, hotline_home().demo_ledger)
             click.echo(
@@ -132,7 +153,7 @@ def ledger_init(demo: bool, database_url: str) -> None:
 def ledger_import(csv_file: Path, database_url: str) -> None:
     """Load entries from CSV_FILE (contract,posted_at,amount,kind,memo), all or nothing."""
     with (
-        db.open_engine(database_url) as engine,
+        open_ledger(database_url) as engine,
         click.progressbar(length=1, label="Importing", file=sys.stderr) as bar,
     ):
         db.create_schema(engine)
@@ -174,10 +195,11 @@ def ledger_balance(contract: str, at: datetime | None, database_url: str) -> Non
         moment = datetime.now(UTC)
     else:  # a date or a time without an offset is read as UTC
         moment = (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC)
-    with db.open_engine(database_url) as engine:
+    with open_ledger(database_url) as engine:
         amount = db.read_balance(engine, contract, moment)
     if amount is None:
-        raise click.ClickException(f"no contract {contract} in the ledger at {database_url}")
+        where = db.masked_url(database_url)
+        raise click.ClickException(f"no contract {contract} in the ledger at {where}")
     click.echo(f"{contract}: {amount} RUB as of {moment.isoformat(timespec='seconds')}")
 
 
@@ -197,7 +219,7 @@ def db_upgrade(database_url: str) -> None:
     """Bring the database to the newest schema; back it up first. Safe to rerun."""
     from ivr.db import migrate
 
-    with db.open_engine(database_url) as engine, _reaching(engine):
+    with open_ledger(database_url) as engine, _reaching(engine):
         before = migrate.current(engine)
         outcome = migrate.bring_to_head(engine)
     head = migrate.head()
@@ -216,7 +238,7 @@ def db_current(database_url: str) -> None:
     """Print the database's schema revision; exit 1 unless it is the newest (head)."""
     from ivr.db import migrate
 
-    with db.open_engine(database_url) as engine, _reaching(engine):
+    with open_ledger(database_url) as engine, _reaching(engine):
         revision = migrate.current(engine)
     if revision == migrate.head():
         click.echo(f"{revision} (head)")
@@ -392,7 +414,7 @@ def stats_command(day: datetime | None, zone: str, database_url: str) -> None:
     except (ValueError, ZoneInfoNotFoundError):
         raise click.BadParameter(f"unknown time zone {zone!r}", param_hint="--zone") from None
     logs.install()
-    with db.open_engine(database_url) as engine:
+    with open_ledger(database_url) as engine:
         try:
             report = db.day_stats(
                 engine, day.date() if day else datetime.now(where_zone).date(), where_zone
@@ -457,8 +479,10 @@ _token_option = click.option(
 )
 _database_option = click.option(
     "--database-url",
+    envvar=db.DATABASE_VARIABLE,
     metavar="URL",
-    help="In process only: the ledger to use (default: a fresh copy of the demo ledger).",
+    help="In process only: the ledger to use [env IVR_DATABASE_URL]; with neither, a fresh"
+    " copy of the demo ledger.",
 )
 _audio_option = click.option(
     "--audio",
@@ -497,8 +521,12 @@ def simulate_command(
     scripts = _parse_all(_expand(paths))
     if audio_path is not None:
         _require_audio_tools()
-    transport = _transport(base_url, auth_token, database_url)
-    results = run_scripts(scripts, transport, auth_token)
+    target = _target(base_url, auth_token, database_url)
+    click.echo(f"ledger: {target.ledger}")
+    try:
+        results = run_scripts(scripts, target.transport, auth_token)
+    finally:
+        target.close()
     for result in results:
         _report(result, quiet)
     failed = sum(not result.passed for result in results)
@@ -557,17 +585,30 @@ def call_command(
     """Call the hotline from the terminal: hear the prompts, type keys, Enter for silence."""
     if audio_path is not None:
         _require_audio_tools()
-    transport = _transport(base_url, auth_token, database_url)
-    record = run_interactive(transport, from_, to, _read_keys, click.echo, auth_token)
+    target = _target(base_url, auth_token, database_url)
+    click.echo(f"ledger: {target.ledger}")
+    try:
+        record = run_interactive(target.transport, from_, to, _read_keys, click.echo, auth_token)
+    finally:
+        target.close()
     if audio_path is not None:
         _render_audio(audio_path, record.events)
     raise SystemExit(1 if record.error else 0)
 
 
-def _transport(base_url: str | None, auth_token: str | None, database_url: str | None) -> Transport:
-    """Build the simulated call's transport; a setup that cannot work is one line."""
+def _target(base_url: str | None, auth_token: str | None, database_url: str | None) -> Target:
+    """Build where the simulated call goes; a setup that cannot work is one line.
+
+    Explicit configuration wins: --database-url, then IVR_DATABASE_URL; with neither, a
+    fresh copy of the demo ledger. A server at --url answers from its own ledger.
+    """
+    setting = database_setting()
+    if base_url and database_url and setting == "--database-url":
+        raise click.UsageError(
+            "--database-url is for calls in process; with --url the server's own ledger answers"
+        )
     try:
-        return build_transport(base_url, auth_token, database_url)
+        return build_target(base_url, auth_token, None if base_url else database_url, setting)
     except IvrError as error:
         raise click.ClickException(str(error)) from None
 

@@ -8,6 +8,7 @@ the table, what a step returns and the steps stay in one file, so the flow reads
 
     MAIN --1--> SUBSCRIBER --1--> BILLING --1--> CONTRACT --ok--> AFTER_BALANCE
       ^9 toggles language   2: tariffs      2: payment ways    ^2 another contract
+    a menu that takes 9 also offers it, in the other language's words and voice
     everywhere: * back to PARENT, 0 operator, silence/invalid key: prompt again (3 in all)
 """
 
@@ -117,6 +118,10 @@ MENUS: Mapping[State, Menu] = {
 }
 # Contract entry is not a menu: it takes a whole number, see `_contract_entry`.
 CONTRACT_PROMPT = "enter_contract"
+# The offer to switch, said after a menu that takes the language key. It is a phrase of the
+# language switched *to*, spoken from that language's file in its voice: a <Say> never
+# mixes two languages, and no single file can put Russian words in an English voice.
+SWITCH_LANGUAGE_PROMPT = "switch_language"
 PARENT: Mapping[State, State] = {
     State.MAIN: State.MAIN,
     State.SUBSCRIBER: State.MAIN,
@@ -130,6 +135,7 @@ INITIAL_STATE = State.MAIN
 PHRASES: Mapping[str, frozenset[str]] = {
     "greeting": frozenset(),
     "main_menu": frozenset(),
+    "switch_language": frozenset(),  # from the other language's file, see SWITCH_LANGUAGE_PROMPT
     "subscriber_menu": frozenset(),
     "billing_menu": frozenset(),
     "tariffs_info": frozenset(),
@@ -170,6 +176,8 @@ def _check_table() -> None:
                 raise AssertionError(f"{menu.prompt}: unknown phrase {action.phrase}")
         if menu.prompt not in PHRASES:
             raise AssertionError(f"unknown prompt {menu.prompt}")
+    if SWITCH_LANGUAGE_PROMPT not in PHRASES:
+        raise AssertionError(f"unknown prompt {SWITCH_LANGUAGE_PROMPT}")
 
 
 _check_table()
@@ -180,10 +188,11 @@ _check_table()
 
 @dataclass(frozen=True)
 class Line:
-    """One phrase to speak, with its placeholders' values."""
+    """One phrase to speak, with its placeholders' values, in a language (None: the call's)."""
 
     phrase: str
     values: Mapping[str, str] = field(default_factory=dict)
+    language: str | None = None
 
 
 @dataclass(frozen=True)
@@ -307,10 +316,20 @@ def offer(call: Call, ctx: Context, before: tuple[Line, ...] = ()) -> Reply:
     if call.state is State.CONTRACT:
         phrase = "enter_contract_again" if call.contract_tries else CONTRACT_PROMPT
         gather = Gather(CONTRACT_LENGTH, CONTRACT_FINISH_KEY, limits.contract_timeout_s)
+        prompt: tuple[Line, ...] = (Line(phrase),)
     else:
-        phrase = MENUS[call.state].prompt
+        prompt = menu_prompt(call)
         gather = Gather(1, "", limits.menu_timeout_s)
-    return Reply(lines=before, next=call, prompt=(Line(phrase),), gather=gather)
+    return Reply(lines=before, next=call, prompt=prompt, gather=gather)
+
+
+def menu_prompt(call: Call) -> tuple[Line, ...]:
+    """Return what a menu says: its prompt, then the offer to switch if it takes that key."""
+    menu = MENUS[call.state]
+    if TOGGLE_LANGUAGE not in menu.keys.values():
+        return (Line(menu.prompt),)
+    switch = Line(SWITCH_LANGUAGE_PROMPT, language=other_language(call.lang))
+    return (Line(menu.prompt), switch)
 
 
 def step(call: Call, digits: str | None, ctx: Context) -> Reply:

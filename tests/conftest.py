@@ -5,11 +5,13 @@ The `call` goes through `ivr.simulate`, the one simulated Twilio, with signing o
 
 from __future__ import annotations
 
+import json
 import os
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urljoin
 
 import pytest
@@ -26,8 +28,43 @@ from ivr.simulate.transport import twilio_request
 AUTH_TOKEN = "test-auth-token-0123456789abcdef"
 BASE_URL = "http://localhost"
 DEMO_CSV = Path(__file__).resolve().parent.parent / "data" / "demo_ledger.csv"
+# A copy of shared/twiml-allowlist.json kept with the tests (tests/data/README.md says why).
+TWIML_ALLOWLIST = Path(__file__).resolve().parent / "data" / "twiml-allowlist.json"
 HOTLINE = "+73422195195"
 CALLER = "+73422000001"
+
+
+BARE = {"Hangup", "Leave"}  # TwiML verbs without attributes
+
+
+def twiml_allowlist() -> dict[str, Any]:
+    """Read the TwiML allowlist: element -> attribute -> type, and type -> allowed values."""
+    data = json.loads(TWIML_ALLOWLIST.read_text(encoding="utf-8"))  # missing: the test fails
+    assert isinstance(data, dict) and set(data) == {"attributes", "enums"}
+    return data
+
+
+def check_allowed_twiml(root: ET.Element) -> None:
+    """Assert every element and attribute of a TwiML document is one the allowlist names."""
+    allowlist = twiml_allowlist()
+    assert root.tag == "Response" and not root.attrib
+    for element in root.iter():
+        if element is root:
+            continue
+        # The typings list the elements that take attributes; these two take none.
+        allowed = allowlist["attributes"].get(element.tag, {} if element.tag in BARE else None)
+        assert allowed is not None, f"<{element.tag}> is not TwiML"
+        for name, value in element.attrib.items():
+            kind = allowed.get(name)
+            assert kind is not None, f"<{element.tag} {name}> is not an attribute of it"
+            enum = allowlist["enums"].get(kind.removesuffix("[]"))
+            values = value.split() if kind.endswith("[]") else [value]
+            if enum is not None:
+                assert set(values) <= set(enum), f"<{element.tag} {name}={value!r}>"
+            elif kind == "number":
+                assert all(v.lstrip("-").replace(".", "", 1).isdigit() for v in values), value
+            elif kind == "boolean":
+                assert value in ("true", "false"), value
 
 
 def database_url(tmp_path: Path) -> str:

@@ -278,7 +278,10 @@ def test_garbled_call_state_gives_the_apology(client: FlaskClient) -> None:
     )
     assert response.status_code == 200
     root = ET.fromstring(response.data)
-    assert [el.tag for el in root] == ["Say", "Hangup"]
+    # No prompt file for "xx": the last-resort apology, each language in its own voice.
+    assert [el.tag for el in root] == ["Say", "Say", "Hangup"]
+    says = [(say.get("language"), say.get("voice")) for say in root.iter("Say")]
+    assert says == [("ru-RU", "Polly.Tatyana"), ("en-US", "Polly.Joanna")]
 
 
 def test_fallback_answers_without_the_ledger(app: Flask, call: Caller) -> None:

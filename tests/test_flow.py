@@ -161,6 +161,30 @@ def test_nine_toggles_the_language() -> None:
     assert russian.next == Call(State.MAIN, "ru-RU")
 
 
+@pytest.mark.parametrize(("lang", "other"), [("ru-RU", "en-US"), ("en-US", "ru-RU")])
+def test_the_offer_to_switch_is_a_line_of_the_other_language(lang: str, other: str) -> None:
+    reply = flow.start(lang, context())
+    assert reply.prompt == (
+        flow.Line("main_menu"),
+        flow.Line("switch_language", language=other),
+    )
+    again = flow.step(Call(State.MAIN, lang), "7", context())  # the menu said again
+    assert [(line.phrase, line.language) for line in again.prompt] == [
+        ("main_menu", None),
+        ("switch_language", other),
+    ]
+
+
+@pytest.mark.parametrize(
+    "state",
+    [State.CONTRACT]
+    + [s for s, menu in flow.MENUS.items() if flow.TOGGLE_LANGUAGE not in menu.keys.values()],
+)
+def test_only_a_menu_that_takes_nine_offers_the_switch(state: State) -> None:
+    reply = flow.offer(Call(state, "ru-RU"), context())
+    assert [line.language for line in reply.prompt] == [None]
+
+
 def test_nine_is_not_an_option_below_the_main_menu() -> None:
     reply = flow.step(Call(State.SUBSCRIBER, "ru-RU"), "9", context())
     assert reply.lines[0].phrase == "invalid_option"

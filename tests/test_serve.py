@@ -87,3 +87,34 @@ def test_a_script_signed_with_the_wrong_token_fails(served: str) -> None:
     result = run_script(script, HttpTransport(served), "not-the-token")
     assert not result.passed
     assert "403" in result.transcript() or any("403" in str(f) for f in result.failures)
+
+
+# --- a production server with a ledger it cannot use ----------------------------------------
+
+
+def test_gunicorn_with_a_ledger_it_cannot_open_stops_at_start_with_one_line(
+    tmp_path: Path,
+) -> None:
+    """gunicorn 'ivr:create_app()' fails to boot, saying why in one line (not at the first call)."""
+    env = {
+        **os.environ,
+        "TWILIO_AUTH_TOKEN": TOKEN,
+        "IVR_DATABASE_URL": f"sqlite:///{tmp_path / 'no-such-folder' / 'ledger.sqlite3'}",
+    }
+    gunicorn = Path(sys.executable).parent / "gunicorn"
+    done = subprocess.run(
+        [str(gunicorn), "--bind", f"127.0.0.1:{free_port()}", "--workers", "1", "ivr:create_app()"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    line = (
+        f"cannot open the ledger, SQLite file {tmp_path / 'no-such-folder' / 'ledger.sqlite3'}:"
+        f" the folder {tmp_path / 'no-such-folder'} does not exist; create it or fix"
+        " IVR_DATABASE_URL"
+    )
+    # gunicorn logs the worker's exception, then prints its message as a line of its own.
+    assert line in done.stderr.splitlines(), done.stderr
+    assert "Worker failed to boot" in done.stderr

@@ -2,6 +2,14 @@
 
 from sqlalchemy import Engine
 
+from ivr.db.connect import (
+    DATABASE_VARIABLE,
+    LedgerUnreachable,
+    describe_ledger,
+    masked_url,
+    open_ledger,
+    open_server_ledger,
+)
 from ivr.db.engine import (
     CONNECT_TIMEOUT_S,
     QUERY_TIMEOUT_MS,
@@ -62,6 +70,14 @@ from ivr.db.schema import (
 from ivr.db.unit import StepUnit
 
 __all__ = [
+    # ivr.db.connect: the ledger opened, or one line saying why not
+    "DATABASE_VARIABLE",
+    "LedgerUnreachable",
+    "describe_ledger",
+    "open_ledger",
+    "open_server_ledger",
+    "masked_url",
+    # the rest
     "BATCH_ROWS",
     "CALL_LOG_CONTRACT_LENGTH",
     "CALL_LOG_WAIT_MS",

@@ -3,7 +3,7 @@
 `check_file` finds every fault of a file with its line; `ivr prompts check` prints them and
 `PromptLibrary` refuses a file that has any, so the command and the server always agree.
 
-A little over 400 lines: `KeyLines` (where each key is, which tomllib does not say) and the
+About 440 lines: `KeyLines` (where each key is, which tomllib does not say) and the
 per-phrase checks are one job, finding a fault's line, and read best side by side.
 """
 
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from ivr.errors import PromptError
-from ivr.prompts import voices
+from ivr.prompts import voices, writing
 from ivr.prompts.model import AUDIO_TYPES, PromptSet, Recording
 
 PHRASES_TABLE = "phrases"
@@ -172,6 +172,7 @@ class _FileCheck:
         self.faults: list[Fault] = []
         self.recordings: list[Path] = []
         self.where = KeyLines("")
+        self.language: str | None = None  # the file's, once read: its phrases are in it
 
     def fault(self, line: int, message: str) -> None:
         self.faults.append(Fault(self.path, line, message))
@@ -187,7 +188,7 @@ class _FileCheck:
                     f"unknown setting {key!r}{_did_you_mean(key, TOP_LEVEL_KEYS)}; a prompt"
                     " file holds language, voice and [phrases]",
                 )
-        language = self._language(data.get("language"))
+        language = self.language = self._language(data.get("language"))
         voice = self._voice(data.get("voice"), language)
         texts, audio = self._phrases(data.get(PHRASES_TABLE))
         if self.faults or language is None or voice is None:
@@ -289,6 +290,8 @@ class _FileCheck:
             elif isinstance(entry, dict):
                 recording = self._recording(name, entry, allowed, line)
                 transcript = entry.get("text")
+                if isinstance(transcript, str):
+                    self._alphabet(name, transcript, line)
                 if recording is not None:
                     audio[name] = recording
                     said = transcript if isinstance(transcript, str) else f"[{recording.file}]"
@@ -304,6 +307,7 @@ class _FileCheck:
     def _text(self, name: str, text: str, allowed: frozenset[str], line: int) -> None:
         if not text.strip():
             self.fault(line, f"phrase {name!r} is empty: Twilio cannot say nothing")
+        self._alphabet(name, text, line)
         names = self._placeholders(name, text, line)
         if names is None:
             return
@@ -328,6 +332,19 @@ class _FileCheck:
                 f"phrase {name!r} is too long for one <Say>: {size} bytes{room};"
                 f" the limit is {voices.SAY_LIMIT_BYTES} bytes of UTF-8 (a Cyrillic"
                 " letter takes 2)",
+            )
+
+    def _alphabet(self, name: str, text: str, line: int) -> None:
+        """Refuse words of another language: the file's voice reads its own language only."""
+        if self.language is None:
+            return
+        why = writing.foreign(text, self.language)
+        if why is not None:
+            self.fault(
+                line,
+                f"phrase {name!r} is not in {self.language}: {why}, and the file's voice"
+                f" reads {self.language} only; another language's words (such as the offer"
+                " to switch) go in that language's file",
             )
 
     def _placeholders(self, name: str, text: str, line: int) -> set[str] | None:

@@ -4,7 +4,7 @@ The names come from `ivr/data/twilio_voices.json`, generated once from the `SayV
 `SayLanguage` enums of the TwiML allowlist (twilio-node 6.3.1's typings); regenerate it
 when Twilio adds voices:
 
-    python -m ivr.prompts.voices /work/shared/twiml-allowlist.json
+    python -m ivr.prompts.voices tests/data/twiml-allowlist.json
 
 Stdlib only, so that both the prompt checker and the settings loader may use it.
 """

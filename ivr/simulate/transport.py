@@ -225,30 +225,54 @@ def _decode(body: bytes, content_type: str) -> str:
 # --- the transport of `ivr simulate` and `ivr call` -----------------------------------
 
 # The seam for the commands without --url: the app factory. None means ivr's
-# create_app on a throwaway demo ledger, imported only when needed; tests set their own.
+# create_app on the configured ledger or a throwaway demo copy; tests set their own.
 app_factory: Callable[[], Flask] | None = None
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where simulated calls go, and which ledger answers them (the transcript's first line)."""
+
+    transport: Transport
+    ledger: str  # credentials masked
+    close: Callable[[], None] = lambda: None  # gives back what the in-process app holds
+
+
+def build_target(
+    base_url: str | None,
+    auth_token: str | None,
+    database_url: str | None,
+    setting: str = "--database-url",
+) -> Target:
+    """Reach a running server at `base_url`, or else build the hotline in process.
+
+    In process the ledger is `database_url` (named by `setting`, for the one-line error of
+    a ledger that cannot be opened), or a fresh copy of the demo ledger when it is None.
+    """
+    if base_url:
+        return Target(HttpTransport(base_url), f"the one the server at {base_url} uses")
+    return _in_process(auth_token, database_url, setting)
 
 
 def build_transport(
     base_url: str | None, auth_token: str | None, database_url: str | None
 ) -> Transport:
     """Reach a running server at `base_url`, or else build the hotline in process."""
-    if base_url:
-        return HttpTransport(base_url)
-    return _in_process_transport(auth_token, database_url)
+    return build_target(base_url, auth_token, database_url).transport
 
 
-def _in_process_transport(auth_token: str | None, database_url: str | None) -> Transport:
-    """Build the hotline app in process, on a throwaway demo ledger unless one is named.
+def _in_process(auth_token: str | None, database_url: str | None, setting: str) -> Target:
+    """Build the hotline app in process, on the ledger named, else on a throwaway demo copy.
 
     A fresh demo ledger makes every run start alike: failed tries from an earlier run
     cannot add up to a lockout, and the demo balances are what the scripts expect.
     """
     factory = app_factory
     if factory is not None:
-        return InProcessTransport(factory())
+        app = factory()
+        return Target(InProcessTransport(app), _ledger_of(app) or "the test app's own")
     from ivr import create_app
-    from ivr.db import create_demo_if_missing
+    from ivr.db import create_demo_if_missing, masked_url, open_ledger
     from ivr.home import home
 
     demo_ledger = home().demo_ledger  # an IvrError says in one line what to set
@@ -257,6 +281,20 @@ def _in_process_transport(auth_token: str | None, database_url: str | None) -> T
         folder = tempfile.mkdtemp(prefix="ivr-simulate-")
         atexit.register(shutil.rmtree, folder, ignore_errors=True)
         database_url = f"sqlite:///{folder}/ledger.sqlite3"
+        ledger = f"a fresh copy of the demo ledger ({database_url})"
+    else:
+        # Strictly: a server starts while its database is away, a simulated call gives up.
+        open_ledger(database_url, setting).dispose()
+        ledger = f"{masked_url(database_url)} (from {setting})"
     app = create_app({"DATABASE_URL": database_url, "AUTH_TOKEN": auth_token, "PUBLIC_URL": None})
-    create_demo_if_missing(app.extensions["ivr"].engine, demo_ledger)
-    return InProcessTransport(app)
+    engine = app.extensions["ivr"].engine
+    create_demo_if_missing(engine, demo_ledger)
+    return Target(InProcessTransport(app), ledger, engine.dispose)
+
+
+def _ledger_of(app: Flask) -> str | None:
+    """Name the ledger of an app made elsewhere, if it is the hotline's."""
+    services = app.extensions.get("ivr")
+    engine = getattr(services, "engine", None)
+    url = getattr(engine, "url", None)
+    return None if url is None else str(url.render_as_string(hide_password=True))

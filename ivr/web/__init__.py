@@ -63,7 +63,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     # Everything that can be prepared once is prepared here, not per request; a config
     # that cannot work fails now rather than on the first call.
     app.extensions["ivr"] = Services(
-        engine=db.make_engine(app.config["DATABASE_URL"]),
+        # Connects once: a wrong URL, driver or password stops the start in one line.
+        engine=db.open_server_ledger(app.config["DATABASE_URL"]),
         prompts=PromptLibrary(Path(app.config["PROMPTS_DIR"]), flow.PHRASES, languages=LANGUAGES),
         settings=load_settings(Path(app.config["SETTINGS_FILE"]), LANGUAGES),
         validator=RequestValidator(app.config["AUTH_TOKEN"]) if app.config["AUTH_TOKEN"] else None,

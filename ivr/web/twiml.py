@@ -12,23 +12,31 @@ from ivr.prompts import PromptSet
 # (file, version) -> the absolute URL Twilio fetches a recorded phrase from.
 AudioUrl = Callable[[str, int], str]
 
-# Said when even the prompt files cannot be read: both languages, no voice attribute.
-LAST_RESORT_APOLOGY = (
-    "Извините, произошла техническая ошибка. Sorry, something went wrong. Please call again later."
+# Each set of prompts a reply's lines may need, by language; fetched once a document.
+PromptsFor = Callable[[str], PromptSet]
+
+# Said when even the prompt files cannot be read: each language in its own <Say> and voice.
+LAST_RESORT_APOLOGY: tuple[tuple[str, str, str], ...] = (
+    ("ru-RU", "Polly.Tatyana", "Извините, произошла техническая ошибка. Позвоните позже."),
+    ("en-US", "Polly.Joanna", "Sorry, something went wrong. Please call again later."),
 )
 
 
 def render(
     reply: Reply,
     lang: str,
-    prompts_for: Callable[[str], PromptSet],
+    prompts_for: PromptsFor,
     action_url: Callable[[Call], str],
     operator: str | None,
     audio_url: AudioUrl | None = None,
 ) -> str:
-    """Build the TwiML document for one step of a call in language `lang`."""
+    """Build the TwiML document for one step of a call in language `lang`.
+
+    A line in another language (the offer to switch) is said from that language's prompts,
+    in its voice: `prompts_for` gives each language's set with the dialed line's voice.
+    """
     response = VoiceResponse()
-    prompts = prompts_for(reply.next.lang if reply.next else lang)
+    prompts = _Languages(prompts_for, reply.next.lang if reply.next else lang)
     _say(response, prompts, reply.lines, audio_url)
     if reply.dial_operator and operator:
         response.dial(operator)
@@ -55,9 +63,11 @@ def apology(prompts: PromptSet | None, audio_url: AudioUrl | None = None) -> str
     """Build the short apology and hangup said when anything goes wrong inside."""
     response = VoiceResponse()
     if prompts is not None and "apology" in prompts.phrases:
-        _say(response, prompts, (Line("apology"),), audio_url)
+        only = prompts  # the apology is said in the language it was asked for
+        _say(response, _Languages(lambda _: only, only.language), (Line("apology"),), audio_url)
     else:
-        response.say(LAST_RESORT_APOLOGY)
+        for language, voice, text in LAST_RESORT_APOLOGY:
+            response.say(text, voice=voice, language=language)
     response.hangup()
     return str(response)
 
@@ -67,17 +77,36 @@ def empty() -> str:
     return str(VoiceResponse())
 
 
+class _Languages:
+    """The prompt sets one document speaks from: the call's language, and any a line names."""
+
+    def __init__(self, prompts_for: PromptsFor, call_language: str) -> None:
+        self._prompts_for = prompts_for
+        self._call_language = call_language
+        self._sets: dict[str, PromptSet] = {}
+
+    def of(self, line: Line) -> PromptSet:
+        """Return the prompts a line is said from."""
+        language = line.language or self._call_language
+        found = self._sets.get(language)
+        if found is None:
+            found = self._sets[language] = self._prompts_for(language)
+        return found
+
+
 def _say(
     target: VoiceResponse | Gather,
-    prompts: PromptSet,
+    languages: _Languages,
     lines: Iterable[Line],
     audio_url: AudioUrl | None,
 ) -> None:
-    """Speak each line: a recorded phrase with <Play>, any other with <Say> in the set's voice.
+    """Speak each line: a recorded phrase with <Play>, any other with <Say> in its set's voice.
 
+    Each line is its own <Say>, in the language and voice of the file its phrase comes from.
     Without `audio_url` (no web request to build a URL from) a recording's transcript is said.
     """
     for line in lines:
+        prompts = languages.of(line)
         recording = prompts.audio.get(line.phrase)
         if recording is not None and audio_url is not None:
             target.play(audio_url(recording.file, recording.version))
