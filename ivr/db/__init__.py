@@ -14,6 +14,7 @@ from ivr.db.engine import (
 )
 from ivr.db.hotline_tables import (
     CALL_LOG_WAIT_MS,
+    CallLog,
     call_ends_between,
     call_steps_between,
     failed_lookups_since,
@@ -54,10 +55,12 @@ from ivr.db.schema import (
     Entry,
     FailedLookup,
     Money,
+    MonthTotal,
     UtcDateTime,
     create_schema,
     has_schema,
 )
+from ivr.db.totals import month_number
 from ivr.db.unit import StepUnit
 
 __all__ = [
@@ -72,6 +75,7 @@ __all__ = [
     "Account",
     "Base",
     "CallEnd",
+    "CallLog",
     "CallStep",
     "Engine",
     "Entry",
@@ -80,6 +84,7 @@ __all__ = [
     "LedgerRow",
     "LedgerView",
     "Money",
+    "MonthTotal",
     "StepUnit",
     "UtcDateTime",
     "account_balance",
@@ -99,6 +104,7 @@ __all__ = [
     "log_step",
     "make_engine",
     "masked_contract",
+    "month_number",
     "open_engine",
     "parse_row",
     "read_balance",

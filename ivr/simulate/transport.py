@@ -257,6 +257,14 @@ def _in_process_transport(auth_token: str | None, database_url: str | None) -> T
         folder = tempfile.mkdtemp(prefix="ivr-simulate-")
         atexit.register(shutil.rmtree, folder, ignore_errors=True)
         database_url = f"sqlite:///{folder}/ledger.sqlite3"
-    app = create_app({"DATABASE_URL": database_url, "AUTH_TOKEN": auth_token, "PUBLIC_URL": None})
+    # A simulated call writes its call log at once: `ivr stats` may read it next.
+    app = create_app(
+        {
+            "DATABASE_URL": database_url,
+            "AUTH_TOKEN": auth_token,
+            "PUBLIC_URL": None,
+            "CALL_LOG_BATCH_S": 0,
+        }
+    )
     create_demo_if_missing(app.extensions["ivr"].engine, demo_ledger)
     return InProcessTransport(app)
