@@ -60,6 +60,7 @@ from ivr.db.schema import (
     create_schema,
     has_schema,
 )
+from ivr.db import totals
 from ivr.db.totals import month_number
 from ivr.db.unit import StepUnit
 
@@ -105,6 +106,7 @@ __all__ = [
     "make_engine",
     "masked_contract",
     "month_number",
+    "totals",
     "open_engine",
     "parse_row",
     "read_balance",

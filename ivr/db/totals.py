@@ -88,9 +88,20 @@ def _sqlite_upsert(row: str, sign: str) -> str:
     )
 
 
+# The import's bulk path on SQLite: a row in this table, inside the import's own write
+# transaction, makes the insert trigger stand aside while the import adds the sums itself.
+# SQLite has one writer at a time and nobody else sees the uncommitted row, so billing's
+# own INSERTs always go through the trigger.
+_PAUSE_TABLE = "month_totals_paused"
+PAUSE_SQLITE_TRIGGERS = f"INSERT INTO {_PAUSE_TABLE} (paused) VALUES (1)"
+RESUME_SQLITE_TRIGGERS = f"DELETE FROM {_PAUSE_TABLE}"
+
+
 def _sqlite_triggers() -> list[str]:
     return [
+        f"CREATE TABLE IF NOT EXISTS {_PAUSE_TABLE} (paused INTEGER NOT NULL)",
         "CREATE TRIGGER IF NOT EXISTS entries_month_totals_ins AFTER INSERT ON entries "
+        f"WHEN NOT EXISTS (SELECT 1 FROM {_PAUSE_TABLE}) "
         f"BEGIN {_sqlite_upsert('NEW', '')} END",
         "CREATE TRIGGER IF NOT EXISTS entries_month_totals_del AFTER DELETE ON entries "
         f"BEGIN {_sqlite_upsert('OLD', '-')} END",
