@@ -372,6 +372,10 @@ def build_sqlite(accounts: int, path: Path, progress: Progress) -> LedgerInfo:
         # workers do not race to switch the journal mode on their first request.
         conn.exec_driver_sql("PRAGMA journal_mode=WAL")
     engine.dispose()
+    # A WAL left beside the old file (a process that did not close cleanly) would be
+    # replayed into the new one and corrupt it.
+    for stale in (Path(f"{path}-wal"), Path(f"{path}-shm")):
+        stale.unlink(missing_ok=True)
     os.replace(tmp, path)
     info = LedgerInfo(
         url=f"sqlite:///{path}",

@@ -91,7 +91,9 @@ def time_import(entries: int, postgres: str | None = None, quiet: bool = False) 
     try:
         create_schema(engine)
         started = time.perf_counter()
-        report = import_csv(engine, path, (lambda d, t: progress("rows", d, t)) if progress else None)
+        report = import_csv(
+            engine, path, (lambda d, t: progress("rows", d, t)) if progress else None
+        )
         seconds = time.perf_counter() - started
         started = time.perf_counter()
         again = import_csv(engine, path)

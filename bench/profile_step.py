@@ -111,7 +111,9 @@ def summary(label: str, times: Sequence[float]) -> str:
     )
 
 
-def round_trips(engine: Any, call: Callable[[SignedRequest], None], requests: Sequence[SignedRequest]) -> str:
+def round_trips(
+    engine: Any, call: Callable[[SignedRequest], None], requests: Sequence[SignedRequest]
+) -> str:
     """Count what a step sends to the database: statements, BEGIN/COMMIT/ROLLBACK, checkouts.
 
     The call-log batch (a background thread) is flushed first and left out: it is
@@ -227,7 +229,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(summary("first step, unprofiled", timed(first, firsts)))
     engine = app.extensions["ivr"].engine
     for label, caller, requests in (("deepest", deep, deepest), ("first", first, firsts)):
-        print(f"{label} step, database round trips per request: {round_trips(engine, caller, requests[:200])}")
+        trips = round_trips(engine, caller, requests[:200])
+        print(f"{label} step, database work per request: {trips}")
 
     profiler = cProfile.Profile()
     profiler.enable()

@@ -2,6 +2,7 @@
 
 from sqlalchemy import Engine
 
+from ivr.db import totals
 from ivr.db.engine import (
     CONNECT_TIMEOUT_S,
     QUERY_TIMEOUT_MS,
@@ -60,7 +61,6 @@ from ivr.db.schema import (
     create_schema,
     has_schema,
 )
-from ivr.db import totals
 from ivr.db.totals import month_number
 from ivr.db.unit import StepUnit
 

@@ -257,7 +257,10 @@ class CallLog:
                             connection.execute(insert(CallEnd), ends)
             except Exception as exc:
                 log.warning(
-                    "the call log missed %d steps and %d ends: %s", len(steps), len(ends), reason(exc)
+                    "the call log missed %d steps and %d ends: %s",
+                    len(steps),
+                    len(ends),
+                    reason(exc),
                 )
                 return 0
             return len(rows)

@@ -123,8 +123,9 @@ def account_balance(executor: Executor, account_id: int, at: datetime) -> Decima
 class LedgerView:
     """The flow's view of the ledger for one webhook step: reads only, no transaction.
 
-    Reads go through `connection`, checked out of the pool on first use in autocommit
-    mode: a step that only reads sends no BEGIN and no COMMIT, and a step that reads
+    Reads go through `connection`, checked out of the pool on first use, without a
+    transaction (autocommit on PostgreSQL; pysqlite begins only before a write): a step
+    that only reads sends no BEGIN and no COMMIT, and a step that reads
     nothing (the first one) touches no connection at all. `session`, also made on first
     use, is a transactional ORM session for what must be written together; the unit of
     work commits it. `expect_lookup` lets the web layer announce the contract step, so
@@ -145,9 +146,13 @@ class LedgerView:
     def connection(self) -> Connection:
         """The step's read connection (autocommit), checked out on first use."""
         if self._connection is None:
-            self._connection = self.engine.connect().execution_options(
-                isolation_level="AUTOCOMMIT"
-            )
+            connection = self.engine.connect()
+            # pysqlite sends no BEGIN before a SELECT anyway, and switching its isolation
+            # level costs a PRAGMA at checkout and one at return; PostgreSQL's driver
+            # switches autocommit on the client, with no round trip.
+            if connection.dialect.name != "sqlite":
+                connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+            self._connection = connection
             self._fresh = True
         return self._connection
 

@@ -101,12 +101,11 @@ class Entry(Base):
 
     __tablename__ = "entries"
     __table_args__ = (
-        # Covers the balance query (account, time bound, sum of amounts) from the index
-        # alone, so a lookup costs the same at a thousand or a million accounts.
-        Index("ix_entries_account_posted_amount", "account_id", "posted_at", "amount"),
-        # The same for one kind: the charges of the last 30 days (days left) and the
-        # latest payment are one index range each, however long the account's history.
-        Index("ix_entries_account_kind_posted_amount", "account_id", "kind", "posted_at", "amount"),
+        # Covers the balance's current month (account, time range, sum of amounts) and,
+        # with the kind, the charges of the last 30 days (days left): each one index range
+        # of a month's entries, the same at a thousand or a million accounts and at ten
+        # or 3 650 entries an account. One index, not two: every imported row pays for it.
+        Index("ix_entries_account_posted_amount_kind", "account_id", "posted_at", "amount", "kind"),
         CheckConstraint(f"kind IN ({', '.join(repr(k) for k in KINDS)})", name="ck_entry_kind"),
     )
 

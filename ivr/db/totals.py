@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-
 from typing import Any
 
 from sqlalchemy import Connection, event
@@ -47,7 +46,10 @@ def _month_sql(dialect: str, column: str) -> str:
             f" + CAST(substr({column}, 6, 2) AS INTEGER) - 1)"
         )
     utc = f"({column} AT TIME ZONE 'UTC')"
-    return f"(CAST(EXTRACT(YEAR FROM {utc}) AS INTEGER) * 12 + CAST(EXTRACT(MONTH FROM {utc}) AS INTEGER) - 1)"
+    return (
+        f"(CAST(EXTRACT(YEAR FROM {utc}) AS INTEGER) * 12"
+        f" + CAST(EXTRACT(MONTH FROM {utc}) AS INTEGER) - 1)"
+    )
 
 
 def backfill_sql(dialect: str, where: str = "") -> str:
@@ -59,7 +61,8 @@ def backfill_sql(dialect: str, where: str = "") -> str:
         "INSERT INTO month_totals (account_id, month, amount) "
         f"SELECT account_id, {month}, sum(amount) FROM entries {condition} "
         "GROUP BY 1, 2 ORDER BY 1, 2 "
-        "ON CONFLICT (account_id, month) DO UPDATE SET amount = month_totals.amount + excluded.amount"
+        "ON CONFLICT (account_id, month) DO UPDATE "
+        "SET amount = month_totals.amount + excluded.amount"
     )
 
 

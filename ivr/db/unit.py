@@ -50,8 +50,8 @@ class StepUnit:
         try:
             if ok and self._failed_try is not None:
                 # Durable before the caller hears the answer: the lockout counts it.
-                record_failed_lookup(
-                    self.ledger.connection, self._failed_try.caller, self._failed_try.at
-                )
+                connection = self.ledger.connection
+                record_failed_lookup(connection, self._failed_try.caller, self._failed_try.at)
+                connection.commit()  # SQLite's implicit BEGIN; nothing on PostgreSQL
         finally:
             self.ledger.close(commit=ok)

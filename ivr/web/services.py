@@ -10,6 +10,9 @@ from ivr.db import CallLog, Engine
 from ivr.hotlines import HotlineSettings
 from ivr.prompts import PromptLibrary
 
+# The first step's cached TwiML: (prompt set it was made with, flow reply, document).
+FirstStep = tuple[object, object, str]
+
 
 class Services:
     """What the webhooks share within one server process."""
@@ -33,7 +36,7 @@ class Services:
         self.call_log = call_log or CallLog(engine, batch_s=0)
         # The first step's TwiML depends on the language, the voice, the prompt set in
         # service and the base URL only: key -> (prompt set, reply, document).
-        self.first_step: dict[tuple[str, str | None, str | None, str], tuple[object, object, str]] = {}
+        self.first_step: dict[tuple[str, str | None, str | None, str], FirstStep] = {}
 
 
 def services() -> Services:
