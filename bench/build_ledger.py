@@ -40,16 +40,16 @@ from sqlalchemy.orm import Session  # noqa: E402
 from sqlalchemy.schema import CreateIndex, CreateTable  # noqa: E402
 
 from ivr.contract import with_check_digit  # noqa: E402
-from ivr.db import Base, balance, create_schema, make_engine  # noqa: E402
+from ivr.db import Base, balance, create_schema, make_engine, totals  # noqa: E402
 
 # Bump when the generated data changes, so cached ledgers are rebuilt.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 SEED = 6
 MAX_AGE = timedelta(days=30)  # future-dated entries start 30 days after the build
 CONTRACT_PREFIX = "59"
 KINDS = ("payment", "charge", "adjustment", "promised_payment")
 MEMOS = ("", "Оплата картой", "Абонентская плата", "Перерасчёт", "Обещанный платёж")
-LOADED = ("accounts", "entries")  # the tables this script fills; the app owns the others
+LOADED = ("accounts", "entries", "month_totals")  # filled here; the app owns the others
 SAMPLES = 40  # accounts whose balances are checked against the generator after a build
 
 Progress = Callable[[str, int, int], None]
@@ -324,6 +324,9 @@ def build_sqlite(accounts: int, path: Path, progress: Progress) -> LedgerInfo:
     with engine.begin() as conn:
         for index in deferred:
             conn.execute(text(f'DROP INDEX "{index.name}"'))
+        # Monthly totals once after the load, not a trigger firing per row.
+        for statement in totals.drop_trigger_ddl("sqlite"):
+            conn.exec_driver_sql(statement)
         conn.exec_driver_sql("PRAGMA journal_mode=DELETE")
     engine.dispose()
 
@@ -361,11 +364,18 @@ def build_sqlite(accounts: int, path: Path, progress: Progress) -> LedgerInfo:
             progress("index", n - 1, len(deferred))
             index.create(conn)
             progress("index", n, len(deferred))
+        totals.rebuild(conn)
+        for statement in totals.trigger_ddl("sqlite"):
+            conn.exec_driver_sql(statement)
         conn.commit()
         # WAL is what the app asks for on connect; set it once here so two gunicorn
         # workers do not race to switch the journal mode on their first request.
         conn.exec_driver_sql("PRAGMA journal_mode=WAL")
     engine.dispose()
+    # A WAL left beside the old file (a process that did not close cleanly) would be
+    # replayed into the new one and corrupt it.
+    for stale in (Path(f"{path}-wal"), Path(f"{path}-shm")):
+        stale.unlink(missing_ok=True)
     os.replace(tmp, path)
     info = LedgerInfo(
         url=f"sqlite:///{path}",
@@ -447,6 +457,8 @@ def build_postgres(
     with engine.begin() as conn:
         for index in deferred:
             conn.execute(text(f'DROP INDEX "{index.name}"'))
+        for statement in totals.drop_trigger_ddl("postgresql"):
+            conn.exec_driver_sql(statement)
 
     samples: list[Sample] = []
     entries = future = done = 0
@@ -478,11 +490,15 @@ def build_postgres(
         for n, index in enumerate(deferred, 1):
             index.create(conn)
             progress("index", n, len(deferred))
+        totals.rebuild(conn)
+        for statement in totals.trigger_ddl("postgresql"):
+            conn.exec_driver_sql(statement)
     # A production ledger is vacuumed and analysed by autovacuum; do it now so the
     # balance query gets its index-only scan (visibility map) and real statistics.
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("VACUUM ANALYZE accounts"))
         conn.execute(text("VACUUM ANALYZE entries"))
+        conn.execute(text("VACUUM ANALYZE month_totals"))
     info = LedgerInfo(
         url=url,
         accounts=accounts,

@@ -20,7 +20,9 @@ import cProfile
 import pstats
 import subprocess
 import sys
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from statistics import median
@@ -109,6 +111,54 @@ def summary(label: str, times: Sequence[float]) -> str:
     )
 
 
+def round_trips(
+    engine: Any, call: Callable[[SignedRequest], None], requests: Sequence[SignedRequest]
+) -> str:
+    """Count what a step sends to the database: statements, BEGIN/COMMIT/ROLLBACK, checkouts.
+
+    The call-log batch (a background thread) is flushed first and left out: it is
+    one INSERT per batch of steps, not per step.
+    """
+    from sqlalchemy import event
+
+    call_log = next(iter(_apps)).extensions["ivr"].call_log if _apps else None
+    if call_log is not None:
+        call_log.flush()
+    counts: Counter[str] = Counter()
+    dbapi_begins: Counter[str] = Counter()
+
+    def statement(conn: Any, cursor: Any, text: str, *args: Any) -> None:
+        if threading.current_thread() is threading.main_thread():
+            counts[text.split(None, 1)[0].upper()] += 1
+
+    hooks = [
+        ("before_cursor_execute", statement),
+        ("begin", lambda conn: dbapi_begins.update(["BEGIN (transaction)"])),
+        ("commit", lambda conn: dbapi_begins.update(["COMMIT"])),
+        ("rollback", lambda conn: dbapi_begins.update(["ROLLBACK"])),
+    ]
+    checkouts = Counter[str]()
+    pool_hook = ("checkout", lambda *a: checkouts.update(["pool checkout"]))
+    for name, fn in hooks:
+        event.listen(engine, name, fn)
+    event.listen(engine.pool, *pool_hook)
+    try:
+        for r in requests:
+            call(r)
+    finally:
+        for name, fn in hooks:
+            event.remove(engine, name, fn)
+        event.remove(engine.pool, *pool_hook)
+    if call_log is not None:
+        call_log.flush()
+    n = len(requests)
+    every = {**counts, **dbapi_begins, **checkouts}
+    return ", ".join(f"{k} {v / n:.2f}" for k, v in sorted(every.items())) or "none"
+
+
+_apps: list[Any] = []
+
+
 def import_cost() -> str:
     code = "import time; t = time.perf_counter(); import ivr; print(time.perf_counter() - t)"
     out = subprocess.run(
@@ -158,6 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ivr import create_app
 
     app = create_app({"DATABASE_URL": url, "AUTH_TOKEN": TOKEN, "PUBLIC_URL": BASE})
+    _apps.append(app)
     print(f"create_app(): {(time.perf_counter() - started) * 1000:.0f} ms (ivr already imported)")
     from ivr.simulate import InProcessTransport
 
@@ -176,6 +227,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     print(summary("deepest step, unprofiled", timed(deep, deepest)))
     print(summary("first step, unprofiled", timed(first, firsts)))
+    engine = app.extensions["ivr"].engine
+    for label, caller, requests in (("deepest", deep, deepest), ("first", first, firsts)):
+        trips = round_trips(engine, caller, requests[:200])
+        print(f"{label} step, database work per request: {trips}")
 
     profiler = cProfile.Profile()
     profiler.enable()

@@ -31,6 +31,22 @@ def is_valid(digits: str) -> bool:
     return verdict(digits) is Verdict.VALID
 
 
+_DOUBLED = tuple((2 * d) // 10 + (2 * d) % 10 for d in range(10))
+
+
+def luhn_ok(digits: str) -> bool:
+    """Say, fast, whether `digits` is a contract: 12 ASCII digits, valid Luhn check digit.
+
+    The same answer as `is_valid` (python-stdnum), for the import's millions of rows.
+    """
+    if len(digits) != CONTRACT_LENGTH or not digits.isascii() or not digits.isdigit():
+        return False
+    values = [ord(c) - 48 for c in digits]
+    doubled = _DOUBLED
+    total = sum(values[-1::-2]) + sum(doubled[v] for v in values[-2::-2])
+    return total % 10 == 0
+
+
 def with_check_digit(prefix: str) -> str:
     """Append the Luhn check digit to an 11-digit prefix."""
     if len(prefix) != CONTRACT_LENGTH - 1 or not prefix.isdigit():

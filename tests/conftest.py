@@ -90,7 +90,11 @@ def engine_of(app: Flask) -> Engine:
 @pytest.fixture
 def app(tmp_path: Path) -> Iterator[Flask]:
     """The hotline on a fresh demo ledger, with signature checking on."""
-    app = create_app({"DATABASE_URL": database_url(tmp_path), "AUTH_TOKEN": AUTH_TOKEN})
+    # The call log written in each request, so a test reads it right after (the batched
+    # writer has tests of its own).
+    app = create_app(
+        {"DATABASE_URL": database_url(tmp_path), "AUTH_TOKEN": AUTH_TOKEN, "CALL_LOG_BATCH_S": 0}
+    )
     engine = engine_of(app)
     fresh_schema(engine)
     db.import_csv(engine, DEMO_CSV)

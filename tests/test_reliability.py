@@ -167,6 +167,7 @@ def test_a_database_host_that_never_answers_gives_the_apology_in_time(tmp_path: 
             {
                 "DATABASE_URL": f"postgresql+psycopg://ivr@127.0.0.1:{server.port}/ledger",
                 "AUTH_TOKEN": AUTH_TOKEN,
+                "CALL_LOG_BATCH_S": 0,
             }
         )
         call = Caller(app.test_client())
@@ -304,7 +305,11 @@ def outage(app: Flask, tmp_path: Path) -> Iterator[Outage]:
         folder = tmp_path / "db"
         folder.mkdir()
         flaky = create_app(
-            {"DATABASE_URL": f"sqlite:///{folder / 'db.sqlite3'}", "AUTH_TOKEN": AUTH_TOKEN}
+            {
+                "DATABASE_URL": f"sqlite:///{folder / 'db.sqlite3'}",
+                "AUTH_TOKEN": AUTH_TOKEN,
+                "CALL_LOG_BATCH_S": 0,
+            }
         )
         db.create_schema(engine_of(flaky))
         db.import_csv(engine_of(flaky), DEMO_CSV)
@@ -326,7 +331,11 @@ def outage(app: Flask, tmp_path: Path) -> Iterator[Outage]:
     relay.start()
     proxied = url.set(host="127.0.0.1", port=relay.port)
     flaky = create_app(
-        {"DATABASE_URL": proxied.render_as_string(hide_password=False), "AUTH_TOKEN": AUTH_TOKEN}
+        {
+            "DATABASE_URL": proxied.render_as_string(hide_password=False),
+            "AUTH_TOKEN": AUTH_TOKEN,
+            "CALL_LOG_BATCH_S": 0,
+        }
     )
     yield Outage(flaky, relay.cut, relay.start)
     engine_of(flaky).dispose()
@@ -398,7 +407,7 @@ def test_a_second_outage_and_a_second_recovery(outage: Outage) -> None:
 
 
 def test_postgresql_killed_connections_are_replaced_unnoticed(app: Flask, call: Caller) -> None:
-    """pg_terminate_backend on the app's connections: the pool's ping reconnects."""
+    """pg_terminate_backend on the app's connections: the step retries its read once."""
     if dialect(app) != "postgresql":
         pytest.skip("needs IVR_TEST_DATABASE_URL=postgresql+psycopg://...")
     to_contract_entry(call)

@@ -2,6 +2,7 @@
 
 from sqlalchemy import Engine
 
+from ivr.db import totals
 from ivr.db.connect import (
     DATABASE_VARIABLE,
     LedgerUnreachable,
@@ -22,6 +23,7 @@ from ivr.db.engine import (
 )
 from ivr.db.hotline_tables import (
     CALL_LOG_WAIT_MS,
+    CallLog,
     call_ends_between,
     call_steps_between,
     day_stats,
@@ -63,10 +65,12 @@ from ivr.db.schema import (
     Entry,
     FailedLookup,
     Money,
+    MonthTotal,
     UtcDateTime,
     create_schema,
     has_schema,
 )
+from ivr.db.totals import month_number
 from ivr.db.unit import StepUnit
 
 __all__ = [
@@ -89,6 +93,7 @@ __all__ = [
     "Account",
     "Base",
     "CallEnd",
+    "CallLog",
     "CallStep",
     "Engine",
     "Entry",
@@ -97,6 +102,7 @@ __all__ = [
     "LedgerRow",
     "LedgerView",
     "Money",
+    "MonthTotal",
     "StepUnit",
     "UtcDateTime",
     "account_balance",
@@ -117,6 +123,8 @@ __all__ = [
     "log_step",
     "make_engine",
     "masked_contract",
+    "month_number",
+    "totals",
     "open_engine",
     "parse_row",
     "read_balance",

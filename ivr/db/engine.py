@@ -36,7 +36,7 @@ def make_engine(url: str) -> Engine:
         }
     # A step waiting for a pooled connection is bounded like one waiting for the server.
     return create_engine(
-        url, connect_args=connect_args, pool_pre_ping=True, pool_timeout=CONNECT_TIMEOUT_S
+        url, connect_args=connect_args, pool_timeout=CONNECT_TIMEOUT_S
     )
 
 

@@ -7,10 +7,16 @@ masked here, before anything is stored.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import logging
+import os
+import threading
+import weakref
+from collections import deque
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, tzinfo
+from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, func, insert, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -34,9 +40,9 @@ CALL_SID_LENGTH = 64
 # --- lockout ------------------------------------------------------------------------------
 
 
-def record_failed_lookup(session: Session, caller: str, at: datetime) -> None:
-    """Count one failed contract entry against a caller."""
-    session.add(FailedLookup(caller=caller, at=at))
+def record_failed_lookup(executor: Session | Connection, caller: str, at: datetime) -> None:
+    """Count one failed contract entry against a caller (one INSERT, atomic on its own)."""
+    executor.execute(insert(FailedLookup), {"caller": caller, "at": at})
 
 
 _FAILED_LOOKUPS_SINCE = (
@@ -49,9 +55,10 @@ _FAILED_LOOKUPS_SINCE = (
 )
 
 
-def failed_lookups_since(session: Session, caller: str, since: datetime) -> int:
+def failed_lookups_since(executor: Session | Connection, caller: str, since: datetime) -> int:
     """Return how many failed contract entries a caller made at or after `since`."""
-    count = session.connection().scalar(_FAILED_LOOKUPS_SINCE, {"caller": caller, "since": since})
+    connection = executor.connection() if isinstance(executor, Session) else executor
+    count = connection.scalar(_FAILED_LOOKUPS_SINCE, {"caller": caller, "since": since})
     return int(count or 0)
 
 
@@ -169,6 +176,127 @@ def record_call_end(
             "duration_s": duration_s,
         },
     )
+
+
+# --- call log: batched writes ----------------------------------------------------------
+
+# Rows kept in memory at most while the database cannot take them; beyond, the oldest go.
+CALL_LOG_BUFFER_ROWS = 20_000
+
+
+class CallLog:
+    """The call log's writer: at once (`batch_s` = 0) or in batches by a background thread.
+
+    Batched, a step only appends its row to a list in memory; a thread of the server
+    process writes what piled up every `batch_s` seconds in one transaction, and at the
+    process's normal exit. A crash (or SIGKILL) of the process loses at most the rows of
+    the last `batch_s` seconds; the lockout counts and promises never go this way. A
+    batch that fails is logged with its size and dropped, as a single row was before.
+    """
+
+    def __init__(self, engine: Engine, batch_s: float) -> None:
+        self.engine = engine
+        self.batch_s = batch_s
+        self._rows: deque[Step | End] = deque(maxlen=CALL_LOG_BUFFER_ROWS)
+        self._wake = threading.Event()
+        self._write_lock = threading.Lock()
+        self._owner: int | None = None  # the pid whose thread writes: gunicorn forks
+        # A forked child starts clean: new lock, no rows (its parent writes those).
+        ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _reset_after_fork(ref))
+
+    def step(self, step: Step) -> None:
+        """Keep one step (never raises)."""
+        if self.batch_s <= 0:
+            log_step(self.engine, step)
+        else:
+            self._add(step)
+
+    def end(self, end: End) -> None:
+        """Keep the status Twilio reported for a call (never raises)."""
+        if self.batch_s <= 0:
+            log_end(self.engine, end)
+        else:
+            self._add(end)
+
+    def _add(self, row: Step | End) -> None:
+        if self._owner != os.getpid():
+            self._start()
+        self._rows.append(row)
+
+    def _start(self) -> None:
+        """Start this process's writer thread (a forked worker starts its own)."""
+        with self._write_lock:
+            if self._owner == os.getpid():
+                return
+            self._owner = os.getpid()
+            thread = threading.Thread(target=self._run, name="ivr-call-log", daemon=True)
+            thread.start()
+            atexit.register(self.flush)
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self.batch_s)
+            self._wake.clear()
+            self.flush()
+
+    def flush(self) -> int:
+        """Write every row kept so far in one transaction; return how many were written."""
+        with self._write_lock:
+            rows: list[Step | End] = []
+            while self._rows:
+                rows.append(self._rows.popleft())
+            if not rows:
+                return 0
+            steps = [_step_values(r) for r in rows if isinstance(r, Step)]
+            ends = [_end_values(r) for r in rows if isinstance(r, End)]
+            try:
+                with self.engine.begin() as connection:
+                    with lock_wait(connection, CALL_LOG_WAIT_MS * 4):
+                        if steps:
+                            connection.execute(insert(CallStep), steps)
+                        if ends:
+                            connection.execute(insert(CallEnd), ends)
+            except Exception as exc:
+                log.warning(
+                    "the call log missed %d steps and %d ends: %s",
+                    len(steps),
+                    len(ends),
+                    reason(exc),
+                )
+                return 0
+            return len(rows)
+
+
+def _reset_after_fork(ref: weakref.ref[CallLog]) -> None:
+    writer = ref()
+    if writer is not None:
+        writer._write_lock = threading.Lock()
+        writer._wake = threading.Event()
+        writer._rows.clear()
+        writer._owner = None
+
+
+def _step_values(step: Step) -> dict[str, Any]:
+    return {
+        "call_sid": _sid(step.call_sid),
+        "caller": step.caller,
+        "at": step.at,
+        "state": step.state,
+        "next_state": step.next_state,
+        "outcome": step.outcome,
+        "contract": masked_contract(step.contract),
+    }
+
+
+def _end_values(end: End) -> dict[str, Any]:
+    return {
+        "call_sid": _sid(end.call_sid),
+        "caller": end.caller,
+        "at": end.at,
+        "status": end.status[:20],
+        "duration_s": end.duration_s,
+    }
 
 
 # --- call log: reads ----------------------------------------------------------------------

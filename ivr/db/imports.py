@@ -12,12 +12,11 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, func, select
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Engine
 
-from ivr.contract import CONTRACT_LENGTH, is_valid, mask
-from ivr.db.schema import KINDS, KOPECK, Account, Base, Entry, create_schema, has_schema
+from ivr.contract import CONTRACT_LENGTH, is_valid, luhn_ok, mask
+from ivr.db import totals
+from ivr.db.schema import KINDS, KOPECK, create_schema, has_schema
 from ivr.errors import ImportFileError
 
 CSV_HEADER = ("contract", "posted_at", "amount", "kind", "memo")
@@ -113,75 +112,181 @@ def import_csv(
 ) -> ImportReport:
     """Load a ledger CSV in bulk, all or nothing; rows already in the ledger are skipped.
 
-    The file is read twice: once to validate every row (so a bad row imports nothing),
-    then to insert in batches inside a single transaction. `progress(done, total)`
-    is called after every batch.
+    One transaction. First every row is validated in Python and staged, ready to insert,
+    in a temporary table of the import's own connection (PostgreSQL: COPY): nothing
+    reaches the ledger's tables until the whole file has passed, and a bad row rolls it
+    all back. Then the database moves the staged rows into `entries` in batches of
+    `BATCH_ROWS` (`progress(done, total)` after each), skipping rows whose content key
+    is already there, so importing a file twice adds nothing. `month_totals` follows:
+    PostgreSQL's statement triggers aggregate each batch; on SQLite the import adds the
+    new rows' sums itself while its row trigger stands aside (see `ivr.db.totals`).
     """
-    contracts: set[str] = set()
-    total = 0
-    for _line, row in read_csv(path):
-        contracts.add(row.contract)
-        total += 1
-
-    with Session(engine) as session, session.begin():
-        accounts_before = _count(session, Account)
-        entries_before = _count(session, Entry)
-        account_ids = _ensure_accounts(session, contracts)
-        insert_new = _insert_ignoring_duplicates(session, Entry, "entry_key")
-        done = 0
-        batch: list[dict[str, Any]] = []
-        for _line, row in read_csv(path):
-            batch.append(
-                {
-                    "account_id": account_ids[row.contract],
-                    "posted_at": row.posted_at,
-                    "amount": row.amount,
-                    "kind": row.kind,
-                    "memo": row.memo,
-                    "entry_key": row.key,
-                }
-            )
-            # The last batch goes when the row count of the first pass is reached.
-            if len(batch) >= BATCH_ROWS or done + len(batch) == total:
-                session.execute(insert_new, batch)
-                done += len(batch)
-                batch.clear()
-                if progress:
-                    progress(done, total)
-        return ImportReport(
-            rows=total,
-            added=_count(session, Entry) - entries_before,
-            accounts_added=_count(session, Account) - accounts_before,
-        )
-
-
-def _count(session: Session, model: type[Base]) -> int:
-    return int(session.scalar(select(func.count()).select_from(model)) or 0)
-
-
-def _ensure_accounts(session: Session, contracts: set[str]) -> dict[str, int]:
-    """Create the accounts not yet known; return every contract's account id."""
-    wanted = sorted(contracts)
-    insert_new = _insert_ignoring_duplicates(session, Account, "contract")
-    ids: dict[str, int] = {}
-    for start in range(0, len(wanted), BATCH_ROWS):
-        chunk = wanted[start : start + BATCH_ROWS]
-        session.execute(insert_new, [{"contract": c} for c in chunk])
-        rows = session.execute(
-            select(Account.contract, Account.id).where(Account.contract.in_(chunk))
-        )
-        ids.update({contract: account_id for contract, account_id in rows})
-    return ids
-
-
-def _insert_ignoring_duplicates(session: Session, model: type[Base], unique: str) -> Any:
-    """Build an INSERT that skips rows whose `unique` column is already taken."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert(model).on_conflict_do_nothing(index_elements=[unique])
+    dialect = engine.dialect.name
+    if dialect not in ("sqlite", "postgresql"):
+        raise NotImplementedError(f"bulk import supports SQLite and PostgreSQL, not {dialect}")
+    with engine.begin() as connection:
+        if dialect == "sqlite":
+            # A bigger page cache for the indexes the import grows (this connection only).
+            connection.exec_driver_sql("PRAGMA cache_size=-262144")
+            # Every moved row joins its account, so the per-row foreign key check only
+            # repeats that; set before the transaction begins, back on at the end.
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        else:
+            # Seconds are enough for a webhook, not for millions of rows.
+            connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
+        total = _stage(connection, path)
+        accounts_added = connection.exec_driver_sql(_ADD_ACCOUNTS).rowcount
+        if dialect == "sqlite":
+            # The row trigger stands aside (this transaction is SQLite's only writer, and
+            # no one else sees the flag); the new rows' sums are added below in one go.
+            connection.exec_driver_sql(totals.PAUSE_SQLITE_TRIGGERS)
+        last_id = connection.exec_driver_sql("SELECT max(id) FROM entries").scalar()
+        added = 0
+        for first in range(0, total, BATCH_ROWS):
+            last = min(first + BATCH_ROWS, total)
+            move = _MOVE_ENTRIES.format(first=first, last=last)
+            added += connection.exec_driver_sql(move).rowcount
+            if progress:
+                progress(last, total)
+        if dialect == "sqlite":
+            where = f"WHERE id > {int(last_id or 0)}"  # the rows added: ids only grow
+            connection.exec_driver_sql(totals.backfill_sql("sqlite", where))
+            connection.exec_driver_sql(totals.RESUME_SQLITE_TRIGGERS)
+        connection.exec_driver_sql("DROP TABLE ivr_import")
+        report = ImportReport(rows=total, added=added, accounts_added=accounts_added)
     if dialect == "sqlite":
-        return sqlite.insert(model).on_conflict_do_nothing(index_elements=[unique])
-    raise NotImplementedError(f"bulk import supports SQLite and PostgreSQL, not {dialect}")
+        with engine.connect() as connection:
+            connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+    return report
+
+
+# Each staged row keeps its line's place (n), so batches move in file order.
+_STAGING = (
+    "CREATE TEMPORARY TABLE ivr_import (n INTEGER PRIMARY KEY, contract VARCHAR(12), "
+    "posted_at {time}, amount {money}, kind VARCHAR(20), memo TEXT, entry_key VARCHAR(64))"
+)
+_ADD_ACCOUNTS = (
+    "INSERT INTO accounts (contract) SELECT DISTINCT contract FROM ivr_import "
+    "WHERE true ORDER BY contract ON CONFLICT (contract) DO NOTHING"
+)
+# Parameters in the driver's style: this runs through exec_driver_sql.
+_MOVE_ENTRIES = (
+    "INSERT INTO entries (account_id, posted_at, amount, kind, memo, entry_key) "
+    "SELECT a.id, s.posted_at, s.amount, s.kind, s.memo, s.entry_key "
+    "FROM ivr_import AS s JOIN accounts AS a ON a.contract = s.contract "
+    "WHERE s.n >= {first} AND s.n < {last} "
+    "ON CONFLICT (entry_key) DO NOTHING"
+)
+
+
+def _stage(connection: Connection, path: Path) -> int:
+    """Validate every row of the file into the staging table; return the row count."""
+    dialect = connection.dialect.name
+    driver: Any = connection.connection.driver_connection
+    rows = staged_rows(path, sqlite=dialect == "sqlite")
+    if dialect == "sqlite":
+        # Made outside the transaction (pysqlite begins at the first INSERT): a failed
+        # import leaves it behind on the pooled connection, so clear it first.
+        connection.exec_driver_sql("DROP TABLE IF EXISTS temp.ivr_import")
+        connection.exec_driver_sql(_STAGING.format(time="TEXT", money="BIGINT"))
+        insert = "INSERT INTO ivr_import VALUES (?, ?, ?, ?, ?, ?, ?)"
+        total = 0
+        batch: list[tuple[Any, ...]] = []
+        for row in rows:
+            batch.append(row)
+            if len(batch) >= BATCH_ROWS:
+                driver.executemany(insert, batch)
+                total += len(batch)
+                batch.clear()
+        driver.executemany(insert, batch)
+        return total + len(batch)
+    connection.exec_driver_sql(
+        _STAGING.format(time="TIMESTAMPTZ", money="NUMERIC(12, 2)") + " ON COMMIT DROP"
+    )
+    total = 0
+    with driver.cursor() as cursor:
+        with cursor.copy(
+            "COPY ivr_import (n, contract, posted_at, amount, kind, memo, entry_key) FROM STDIN"
+        ) as copy:
+            for row in rows:
+                copy.write_row(row)
+                total += 1
+    return total
+
+
+_UTC_MICROS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00$")
+_CANONICAL_AMOUNT = re.compile(r"^-?(?:0|[1-9]\d{0,9})\.\d\d$")
+
+
+def staged_rows(path: Path, sqlite: bool) -> Iterator[tuple[Any, ...]]:
+    """Yield every row of a file validated and ready to stage; raise ImportFileError on a bad one.
+
+    (n, contract, posted_at, amount, kind, memo, key): the time as SQLite stores it (naive
+    UTC text) or ISO 8601 with its offset; the amount as integer kopecks (SQLite) or
+    canonical text. The common, canonical row takes a fast path; anything else goes
+    through `parse_row`, which also words the error.
+    """
+    good_contracts: set[str] = set()
+    kinds = frozenset(KINDS)
+    sha256 = hashlib.sha256
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.reader(handle)
+        header = tuple(next(reader, ()))
+        if header != CSV_HEADER:
+            raise ImportFileError(
+                f"{path}:1: the header must be {','.join(CSV_HEADER)}, got {','.join(header)}"
+            )
+        n = 0
+        for fields in reader:
+            if len(fields) != len(CSV_HEADER):
+                raise ImportFileError(
+                    f"{path}:{reader.line_num}: expected {len(CSV_HEADER)} fields, "
+                    "got another number"
+                )
+            contract, raw_time, raw_amount, kind, memo = fields
+            try:
+                if contract not in good_contracts:
+                    if not luhn_ok(contract):
+                        raise ValueError
+                    good_contracts.add(contract)
+                posted = datetime.fromisoformat(raw_time)
+                offset = posted.utcoffset()
+                if offset is None or kind not in kinds or not _CANONICAL_AMOUNT.match(raw_amount):
+                    raise ValueError
+                amount_text = raw_amount
+                if not offset and len(raw_time) == 32 and _UTC_MICROS.match(raw_time):
+                    # 'YYYY-MM-DDTHH:MM:SS.ffffff+00:00' already is the key's text and
+                    # holds SQLite's: no datetime arithmetic, the common billing export.
+                    stamp = raw_time if raw_time[20:26] != "000000" else raw_time[:19] + "+00:00"
+                    stored = raw_time[:10] + " " + raw_time[11:26]
+                    key = sha256(
+                        f"{contract}|{stamp}|{amount_text}|{kind}|{memo}".encode()
+                    ).hexdigest()
+                    if sqlite:
+                        kopecks = int(amount_text.replace(".", ""))
+                        yield n, contract, stored, kopecks, kind, memo, key
+                    else:
+                        yield n, contract, stamp, amount_text, kind, memo, key
+                    n += 1
+                    continue
+                posted = posted.astimezone(UTC) if offset else posted.replace(tzinfo=UTC)
+            except ValueError:
+                # The slow path: the exact rules, and the reason when the row breaks one.
+                try:
+                    row = parse_row(dict(zip(CSV_HEADER, fields, strict=True)))
+                except ValueError as exc:
+                    raise ImportFileError(f"{path}:{reader.line_num}: {exc}") from None
+                contract, posted, kind, memo = row.contract, row.posted_at, row.kind, row.memo
+                amount_text = str(row.amount)
+            stamp = posted.isoformat()
+            key = sha256(f"{contract}|{stamp}|{amount_text}|{kind}|{memo}".encode()).hexdigest()
+            if sqlite:
+                kopecks = int(amount_text.replace(".", ""))
+                stored = posted.replace(tzinfo=None).isoformat(" ", "microseconds")
+                yield n, contract, stored, kopecks, kind, memo, key
+            else:
+                yield n, contract, stamp, amount_text, kind, memo, key
+            n += 1
 
 
 def create_demo_if_missing(engine: Engine, demo_csv: Path) -> ImportReport | None:

@@ -1,4 +1,4 @@
-"""One unit of work per webhook step: open a session, lend the flow its view, commit once."""
+"""One unit of work per webhook step: lend the flow its view, write what it asks, at the end."""
 
 from __future__ import annotations
 
@@ -13,24 +13,32 @@ from ivr.flow import FailedTry
 
 
 class StepUnit:
-    """A webhook step's database work: reads through `ledger`, writes on `record`, one commit.
+    """A webhook step's database work: reads through `ledger`, writes on `record`.
 
-    The commit happens when the block ends without an error; an error rolls everything
-    back, so a step that ends in the apology records nothing.
+    Reads run without a transaction (`LedgerView.connection`, autocommit): a step that
+    only reads costs its SELECTs and nothing else. A failed try is one INSERT, atomic and
+    durable on its own, sent when the block ends without an error. Writes that must land
+    together go through `ledger.session`, committed here once; an error rolls it back,
+    so a step that ends in the apology records nothing.
     """
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
     def __enter__(self) -> StepUnit:
-        self.session = Session(self.engine)
-        self.ledger = LedgerView(self.session)
+        self.ledger = LedgerView(self.engine)
+        self._failed_try: FailedTry | None = None
         return self
 
+    @property
+    def session(self) -> Session:
+        """The step's transactional session (made on first use), committed at the end."""
+        return self.ledger.session
+
     def record(self, failed_try: FailedTry | None) -> None:
-        """Keep what the flow asked to record; it is written at the commit."""
+        """Keep what the flow asked to record; it is written when the block ends."""
         if failed_try is not None:
-            record_failed_lookup(self.session, failed_try.caller, failed_try.at)
+            self._failed_try = failed_try
 
     def __exit__(
         self,
@@ -38,8 +46,12 @@ class StepUnit:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        ok = exc_type is None
         try:
-            if exc_type is None:
-                self.session.commit()
+            if ok and self._failed_try is not None:
+                # Durable before the caller hears the answer: the lockout counts it.
+                connection = self.ledger.connection
+                record_failed_lookup(connection, self._failed_try.caller, self._failed_try.at)
+                connection.commit()  # SQLite's implicit BEGIN; nothing on PostgreSQL
         finally:
-            self.session.close()
+            self.ledger.close(commit=ok)

@@ -286,7 +286,15 @@ def _in_process(auth_token: str | None, database_url: str | None, setting: str) 
         # Strictly: a server starts while its database is away, a simulated call gives up.
         open_ledger(database_url, setting).dispose()
         ledger = f"{masked_url(database_url)} (from {setting})"
-    app = create_app({"DATABASE_URL": database_url, "AUTH_TOKEN": auth_token, "PUBLIC_URL": None})
+    # A simulated call writes its call log at once: `ivr stats` may read it next.
+    app = create_app(
+        {
+            "DATABASE_URL": database_url,
+            "AUTH_TOKEN": auth_token,
+            "PUBLIC_URL": None,
+            "CALL_LOG_BATCH_S": 0,
+        }
+    )
     engine = app.extensions["ivr"].engine
     create_demo_if_missing(engine, demo_ledger)
     return Target(InProcessTransport(app), ledger, engine.dispose)

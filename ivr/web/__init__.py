@@ -37,6 +37,7 @@ ENVIRONMENT = {
     "IVR_LOCKOUT_FAILURES": "LOCKOUT_FAILURES",
     "IVR_LOCKOUT_MINUTES": "LOCKOUT_MINUTES",
     "IVR_PROXY_FIX": "PROXY_FIX",
+    "IVR_CALL_LOG_BATCH_S": "CALL_LOG_BATCH_S",
 }
 
 
@@ -52,6 +53,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         LOCKOUT_FAILURES=5,
         LOCKOUT_MINUTES=60,
         PROXY_FIX=0,  # how many proxies in front set X-Forwarded-*; 0 trusts none
+        # Call-log rows are written in batches this often by a thread (0: in each request);
+        # a crash loses at most this many seconds of rows, never a lockout count.
+        CALL_LOG_BATCH_S=0.5,
     )
     for variable, key in ENVIRONMENT.items():
         if os.environ.get(variable):
@@ -62,14 +66,16 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     # Everything that can be prepared once is prepared here, not per request; a config
     # that cannot work fails now rather than on the first call.
+    # Connects once: a wrong URL, driver or password stops the start in one line.
+    engine = db.open_server_ledger(app.config["DATABASE_URL"])
     app.extensions["ivr"] = Services(
-        # Connects once: a wrong URL, driver or password stops the start in one line.
-        engine=db.open_server_ledger(app.config["DATABASE_URL"]),
+        engine=engine,
         prompts=PromptLibrary(Path(app.config["PROMPTS_DIR"]), flow.PHRASES, languages=LANGUAGES),
         settings=load_settings(Path(app.config["SETTINGS_FILE"]), LANGUAGES),
         validator=RequestValidator(app.config["AUTH_TOKEN"]) if app.config["AUTH_TOKEN"] else None,
         limits=_lockout_limits(app.config["LOCKOUT_FAILURES"], app.config["LOCKOUT_MINUTES"]),
         public_url=app.config["PUBLIC_URL"],
+        call_log=db.CallLog(engine, _seconds("CALL_LOG_BATCH_S", app.config["CALL_LOG_BATCH_S"])),
     )
     money.preload()  # a server pays the slow import at start, not a caller
     # Contract numbers and the token stay out of every log line, ours or a library's.
@@ -111,6 +117,16 @@ def _home_defaults(config: dict[str, Any]) -> None:
     defaults = (place.database_url, str(place.prompts_dir), str(place.settings_file))
     for key, default in zip(keys, defaults, strict=True):
         config[key] = config[key] or default
+
+
+def _seconds(key: str, value: Any) -> float:
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key} must be a number of seconds, got {value!r}") from None
+    if not 0 <= seconds <= 60:
+        raise ConfigError(f"{key} must be between 0 and 60 seconds, got {value!r}")
+    return seconds
 
 
 def _minutes(value: Any) -> timedelta:

@@ -173,6 +173,8 @@ def page() -> Response | str:
     shared = services()
     zone = hotline_zone(shared.settings)
     day = _day(request.args.get("day"), zone)
+    # This process's pending call-log rows first; another worker's are at most a batch late.
+    shared.call_log.flush()
     day_stats = db.day_stats(shared.engine, day, zone)
     # Fault texts quote prompt lines; masked like a log line in case one holds a number.
     faults = {

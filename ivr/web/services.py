@@ -6,9 +6,12 @@ from flask import current_app
 from twilio.request_validator import RequestValidator
 
 from ivr import flow
-from ivr.db import Engine
+from ivr.db import CallLog, Engine
 from ivr.hotlines import HotlineSettings
 from ivr.prompts import PromptLibrary
+
+# The first step's cached TwiML: (prompt set it was made with, flow reply, document).
+FirstStep = tuple[object, object, str]
 
 
 class Services:
@@ -22,6 +25,7 @@ class Services:
         validator: RequestValidator | None,
         limits: flow.Limits,
         public_url: str | None,
+        call_log: CallLog | None = None,
     ) -> None:
         self.engine = engine
         self.prompts = prompts
@@ -29,6 +33,10 @@ class Services:
         self.validator = validator
         self.limits = limits
         self.public_url = public_url.rstrip("/") if public_url else None
+        self.call_log = call_log or CallLog(engine, batch_s=0)
+        # The first step's TwiML depends on the language, the voice, the prompt set in
+        # service and the base URL only: key -> (prompt set, reply, document).
+        self.first_step: dict[tuple[str, str | None, str | None, str], FirstStep] = {}
 
 
 def services() -> Services:

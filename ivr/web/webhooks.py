@@ -25,21 +25,52 @@ TWIML = "text/xml"
 def answer_call() -> Response:
     """Answer a new call with the greeting and the main menu."""
     language = dialed_line().language
-    with db.StepUnit(services().engine) as unit:
+    with db.StepUnit(services().engine) as unit:  # reads nothing: touches no connection
         ctx = _context(unit.ledger)
         reply = flow.start(language, ctx)
         unit.record(reply.failed_try)
-    response = _twiml(reply, language)
+    response = _xml(_first_twiml(reply, language))
     _log_step(ctx, None, reply)
     return response
+
+
+def _first_twiml(reply: flow.Reply, language: str) -> str:
+    """Render the first step's TwiML once per language, voice, prompt set and base URL.
+
+    Every call starts the same way, so the document is reused while the prompt set in
+    service (a reload makes a new one) and the reply stay the same.
+    """
+    shared = services()
+    voice = dialed_line().voice_for(language)
+    operator = dialed_line().operator
+    key = (language, voice, operator, shared.public_url or request.host_url)
+    prompts = shared.prompts.get(language)
+    cached = shared.first_step.get(key)
+    if cached is not None and cached[0] is prompts and cached[1] == reply:
+        return cached[2]
+    document = twiml.render(
+        reply,
+        language,
+        prompts_for=_prompts_for,
+        action_url=_action_url,
+        operator=operator,
+        audio_url=_audio_url,
+    )
+    shared.first_step[key] = (prompts, reply, document)
+    return document
 
 
 def answer_step() -> Response:
     """Answer the keys pressed at a Gather (or its silence)."""
     call = flow.Call.from_query(request.args)
+    digits = request.form.get("Digits")
     with db.StepUnit(services().engine) as unit:
         ctx = _context(unit.ledger)
-        reply = flow.step(call, request.form.get("Digits"), ctx)
+        if call.state is flow.State.CONTRACT and digits:
+            # The contract step asks the lockout count, then the balance: one statement.
+            since = ctx.now - ctx.limits.lockout_window
+            unit.ledger.expect_lookup(ctx.caller, since, digits, ctx.now)
+        reply = flow.step(call, digits, ctx)
         unit.record(reply.failed_try)
         if reply.contract is not None:
             log.info(
@@ -71,8 +102,7 @@ def record_status() -> Response:
         form.get("CallStatus", "?"),
         form.get("CallDuration", "?"),
     )
-    db.log_end(
-        services().engine,
+    services().call_log.end(
         calllog.End(
             call_sid=form.get("CallSid") or calllog.UNKNOWN_CALL,
             caller=caller,
@@ -148,8 +178,7 @@ def _record_step(
     outcome: str,
     contract: str | None = None,
 ) -> None:
-    db.log_step(
-        services().engine,
+    services().call_log.step(
         calllog.Step(
             call_sid=request.form.get("CallSid") or calllog.UNKNOWN_CALL,
             caller=caller,
