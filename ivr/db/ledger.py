@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from ivr.db.hotline_tables import failed_lookups_since
 from ivr.db.schema import Account, Entry, UtcDateTime
+from ivr.selfservice import Payment, PromiseFacts
 
 # The hot-path queries are built once and run as Core statements on the session's
 # connection: building an ORM select and running it through `Session.scalar` on every
@@ -87,3 +88,23 @@ class LedgerView:
 
     def failures_since(self, caller: str, since: datetime) -> int:
         return failed_lookups_since(self.session, caller, since)
+
+    # Self-service after the balance (issue 10): the queries are in ivr.db.selfservice.
+
+    def balance_of(self, account: int, at: datetime) -> Decimal:
+        return account_balance(self.session, account, at)
+
+    def charges_since(self, account: int, since: datetime, at: datetime) -> Decimal:
+        from ivr.db import selfservice  # it imports this module's account_balance
+
+        return selfservice.charges_since(self.session, account, since, at)
+
+    def last_payment(self, account: int, at: datetime) -> Payment | None:
+        from ivr.db import selfservice
+
+        return selfservice.last_payment(self.session, account, at)
+
+    def promise_facts(self, account: int, at: datetime) -> PromiseFacts:
+        from ivr.db import selfservice
+
+        return selfservice.promise_facts(self.session, account, at)

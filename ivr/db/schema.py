@@ -185,3 +185,20 @@ def create_schema(engine: Engine) -> None:
 def has_schema(engine: Engine) -> bool:
     """Return True when the ledger's tables exist."""
     return inspect(engine).has_table(Entry.__tablename__)
+
+
+class PromiseGuard(Base):
+    """The latest promised payment taken by phone on an account: one row an account.
+
+    The row is what makes a promise exactly-once (see `ivr.db.selfservice`): a new
+    promise replaces it only through one atomic upsert whose condition the database
+    checks, so two processes can never both take one.
+    """
+
+    __tablename__ = "promise_guards"
+
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    call_sid: Mapped[str] = mapped_column(String(64))
+    taken_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    returns_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    amount: Mapped[Decimal] = mapped_column(Money())

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import timedelta
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from ivr.home import home
 from ivr.hotlines import load_settings
 from ivr.languages import LANGUAGES
 from ivr.prompts import PromptLibrary
+from ivr.selfservice import PromiseRules
 from ivr.web import signature, webhooks
 from ivr.web.services import Services, services
 
@@ -37,6 +40,9 @@ ENVIRONMENT = {
     "IVR_LOCKOUT_FAILURES": "LOCKOUT_FAILURES",
     "IVR_LOCKOUT_MINUTES": "LOCKOUT_MINUTES",
     "IVR_PROXY_FIX": "PROXY_FIX",
+    "IVR_PROMISE_MIN_RUB": "PROMISE_MIN_RUB",
+    "IVR_PROMISE_MAX_RUB": "PROMISE_MAX_RUB",
+    "IVR_PROMISE_DAYS": "PROMISE_DAYS",
 }
 
 
@@ -52,6 +58,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         LOCKOUT_FAILURES=5,
         LOCKOUT_MINUTES=60,
         PROXY_FIX=0,  # how many proxies in front set X-Forwarded-*; 0 trusts none
+        PROMISE_MIN_RUB=100,  # a promised payment: at least this many rubles,
+        PROMISE_MAX_RUB=3000,  # at most this many,
+        PROMISE_DAYS=5,  # returned after this many days
     )
     for variable, key in ENVIRONMENT.items():
         if os.environ.get(variable):
@@ -67,7 +76,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         prompts=PromptLibrary(Path(app.config["PROMPTS_DIR"]), flow.PHRASES, languages=LANGUAGES),
         settings=load_settings(Path(app.config["SETTINGS_FILE"]), LANGUAGES),
         validator=RequestValidator(app.config["AUTH_TOKEN"]) if app.config["AUTH_TOKEN"] else None,
-        limits=_lockout_limits(app.config["LOCKOUT_FAILURES"], app.config["LOCKOUT_MINUTES"]),
+        limits=replace(
+            _lockout_limits(app.config["LOCKOUT_FAILURES"], app.config["LOCKOUT_MINUTES"]),
+            promise=_promise_rules(app.config),
+        ),
         public_url=app.config["PUBLIC_URL"],
     )
     money.preload()  # a server pays the slow import at start, not a caller
@@ -128,6 +140,23 @@ def _lockout_limits(failures: Any, minutes: Any) -> flow.Limits:
             f" and {minutes!r}"
         )
     return flow.Limits(lockout_failures=count, lockout_window=window)
+
+
+def _promise_rules(config: Mapping[str, Any]) -> PromiseRules:
+    """Read the promised payment's settings; refuse ones no promise could be taken under."""
+    raw = {key: config[key] for key in ("PROMISE_MIN_RUB", "PROMISE_MAX_RUB", "PROMISE_DAYS")}
+    try:
+        low = Decimal(str(raw["PROMISE_MIN_RUB"]).strip())
+        high = Decimal(str(raw["PROMISE_MAX_RUB"]).strip())
+        days = int(str(raw["PROMISE_DAYS"]).strip())
+    except (InvalidOperation, ValueError):
+        raise ConfigError(f"the PROMISE_* settings must be numbers, got {raw}") from None
+    if not all(value.is_finite() and value == value.to_integral_value() for value in (low, high)):
+        raise ConfigError(f"PROMISE_MIN_RUB and PROMISE_MAX_RUB must be whole rubles, got {raw}")
+    try:
+        return PromiseRules(min_rub=low, max_rub=high, days=days)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _proxy_count(value: Any) -> int:
