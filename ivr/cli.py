@@ -111,7 +111,7 @@ def ledger_group() -> None:
 
 
 @ledger_group.command("init")
-@click.option("--demo", is_flag=True, help="Also load the demo entries of demo_ledger.csv.")
+@click.option("--demo", is_flag=True, help="Also load the demo entries (data/demo_*.csv).")
 @database_option
 def ledger_init(demo: bool, database_url: str) -> None:
     """Create the ledger's tables (nothing is dropped)."""
@@ -119,7 +119,7 @@ def ledger_init(demo: bool, database_url: str) -> None:
         db.create_schema(engine)
         click.echo(f"Ledger ready at {database_url}")
         if demo:
-            report = db.import_csv(engine, hotline_home().demo_ledger)
+            report = db.load_demo(engine, hotline_home().demo_ledger)
             click.echo(
                 f"Demo entries: {report.added} added, {report.already_present} already there"
             )

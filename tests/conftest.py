@@ -53,7 +53,7 @@ def app(tmp_path: Path) -> Iterator[Flask]:
     app = create_app({"DATABASE_URL": database_url(tmp_path), "AUTH_TOKEN": AUTH_TOKEN})
     engine = engine_of(app)
     fresh_schema(engine)
-    db.import_csv(engine, DEMO_CSV)
+    db.load_demo(engine, DEMO_CSV)  # and data/demo_recent.csv, dated around now
     yield app
     engine.dispose()
 

@@ -2,6 +2,7 @@
 
 from sqlalchemy import Engine
 
+from ivr.db.demo import create_demo_if_missing, load_demo
 from ivr.db.engine import (
     CONNECT_TIMEOUT_S,
     QUERY_TIMEOUT_MS,
@@ -30,7 +31,6 @@ from ivr.db.imports import (
     CSV_HEADER,
     ImportReport,
     LedgerRow,
-    create_demo_if_missing,
     import_csv,
     parse_row,
     read_csv,
@@ -94,6 +94,7 @@ __all__ = [
     "has_schema",
     "import_csv",
     "is_database_error",
+    "load_demo",
     "lock_wait",
     "log_end",
     "log_step",

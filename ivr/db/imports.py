@@ -17,7 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from ivr.contract import CONTRACT_LENGTH, is_valid, mask
-from ivr.db.schema import KINDS, KOPECK, Account, Base, Entry, create_schema, has_schema
+from ivr.db.schema import KINDS, KOPECK, Account, Base, Entry
 from ivr.errors import ImportFileError
 
 CSV_HEADER = ("contract", "posted_at", "amount", "kind", "memo")
@@ -182,11 +182,3 @@ def _insert_ignoring_duplicates(session: Session, model: type[Base], unique: str
     if dialect == "sqlite":
         return sqlite.insert(model).on_conflict_do_nothing(index_elements=[unique])
     raise NotImplementedError(f"bulk import supports SQLite and PostgreSQL, not {dialect}")
-
-
-def create_demo_if_missing(engine: Engine, demo_csv: Path) -> ImportReport | None:
-    """Create the ledger from the demo entries when it has no tables yet; else do nothing."""
-    if has_schema(engine):
-        return None
-    create_schema(engine)
-    return import_csv(engine, demo_csv)
