@@ -23,9 +23,11 @@ from werkzeug.serving import run_simple
 
 from ivr import db, flow, logs, prompts, stats
 from ivr.contract import CONTRACT_LENGTH, Verdict, verdict
+from ivr.db.selfservice import entries_between
 from ivr.errors import IvrError, LedgerError
 from ivr.home import Home, home
 from ivr.money import amount_in_words, digits_in_words
+from ivr.selfservice import WINDOW
 from ivr.simulate import audio
 from ivr.simulate.events import Event
 from ivr.simulate.interactive import run_interactive
@@ -175,9 +177,19 @@ def ledger_balance(contract: str, at: datetime | None, database_url: str) -> Non
         moment = (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC)
     with db.open_engine(database_url) as engine:
         amount = db.read_balance(engine, contract, moment)
-    if amount is None:
-        raise click.ClickException(f"no contract {contract} in the ledger at {database_url}")
+        if amount is None:
+            raise click.ClickException(f"no contract {contract} in the ledger at {database_url}")
+        recent = entries_between(engine, contract, moment - WINDOW, moment)
+        upcoming = entries_between(engine, contract, moment)
     click.echo(f"{contract}: {amount} RUB as of {moment.isoformat(timespec='seconds')}")
+    # The entries behind the answers after the balance: the last 30 days, and what is
+    # dated later (a promised payment's return), which the balance does not count yet.
+    for title, entries in (("Entries of the last 30 days", recent), ("Upcoming", upcoming)):
+        if entries:
+            click.echo(f"{title}:")
+        for posted_at, entry_amount, kind, memo in entries:
+            when = posted_at.isoformat(timespec="seconds")
+            click.echo(f"  {when}  {entry_amount:>12}  {kind:<16}  {memo}")
 
 
 # --- prompts ----------------------------------------------------------------------------

@@ -65,6 +65,7 @@ class DayStats:
     gave_up_at: Counter[tuple[str, str]] = field(default_factory=Counter)
     statuses: Counter[str] = field(default_factory=Counter)  # Twilio's last word per call
     talk_time_s: int = 0
+    promises_taken: int = 0  # calls that took a promised payment
 
 
 def day_window(day: date) -> tuple[datetime, datetime]:
@@ -89,11 +90,13 @@ def summarise(day: date, steps: Sequence[StepRow], ends: Sequence[EndRow]) -> Da
     outcomes: Counter[str] = Counter(step.outcome for step in steps)
     endings: Counter[str] = Counter()
     gave_up_at: Counter[tuple[str, str]] = Counter()
-    heard = 0
+    heard = promises = 0
     for call_steps in by_call.values():
         last = call_steps[-1]
         ending = last.outcome if last.next_state is None else LEFT_AT_PROMPT
         endings[ending] += 1
+        if any(step.outcome == Outcome.PROMISE_TAKEN.value for step in call_steps):
+            promises += 1
         if any(step.outcome == Outcome.BALANCE_TOLD.value for step in call_steps):
             heard += 1
         elif ending in ENDINGS_WITHOUT_ANSWER:
@@ -110,6 +113,7 @@ def summarise(day: date, steps: Sequence[StepRow], ends: Sequence[EndRow]) -> Da
         gave_up_at=gave_up_at,
         statuses=Counter(end.status for end in last_status.values()),
         talk_time_s=sum(end.duration_s or 0 for end in last_status.values()),
+        promises_taken=promises,
     )
 
 
@@ -120,6 +124,7 @@ def render(stats: DayStats) -> str:
     lines = [
         f"Calls on {stats.day.isoformat()} (UTC): {stats.calls}; "
         f"{stats.heard_balance} heard a balance",
+        *([f"Promised payments taken: {stats.promises_taken}"] if stats.promises_taken else []),
         "Step outcomes:",
         *_table(stats.outcomes),
         "How calls ended (their last step):",

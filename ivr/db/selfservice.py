@@ -30,11 +30,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, insert, select
+from sqlalchemy import Engine, and_, bindparam, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from ivr.db.ledger import account_balance
+from ivr.db.ledger import account_balance, find_account
 from ivr.db.schema import Entry, PromiseGuard, UtcDateTime
 from ivr.flow import PromiseToWrite
 from ivr.selfservice import WINDOW, Payment, PromiseFacts
@@ -177,3 +177,27 @@ def _add_entry(
             "memo": memo,
         },
     )
+
+
+# --- for `ivr ledger balance` ---------------------------------------------------------------
+
+
+def entries_between(
+    engine: Engine, contract: str, start: datetime, end: datetime | None = None
+) -> list[tuple[datetime, Decimal, str, str]]:
+    """Return a contract's entries posted after `start` (up to `end`), oldest first.
+
+    (posted_at, amount, kind, memo) each; empty for an unknown contract. For a command.
+    """
+    with Session(engine) as session:
+        account = find_account(session, contract)
+        if account is None:
+            return []
+        query = (
+            select(_entries.posted_at, _entries.amount, _entries.kind, _entries.memo)
+            .where(_entries.account_id == account, _entries.posted_at > start)
+            .order_by(_entries.posted_at, _entries.id)
+        )
+        if end is not None:
+            query = query.where(_entries.posted_at <= end)
+        return [(row.posted_at, row.amount, row.kind, row.memo) for row in session.execute(query)]
