@@ -7,6 +7,7 @@ its two inserts. The concurrent confirmations against gunicorn are in test_promi
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -325,11 +326,12 @@ CONTRACT = "590000000083"
 
 
 @pytest.fixture
-def bare(tmp_path: Path) -> Flask:
+def bare(tmp_path: Path) -> Iterator[Flask]:
     """The hotline on an empty ledger, for entries placed around a frozen moment."""
     app = create_app({"DATABASE_URL": database_url(tmp_path), "AUTH_TOKEN": AUTH_TOKEN})
     fresh_schema(engine_of(app))
-    return app
+    yield app
+    engine_of(app).dispose()
 
 
 def post(app: Flask, tmp_path: Path, *rows: tuple[str, str, str]) -> None:
