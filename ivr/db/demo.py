@@ -15,10 +15,11 @@ import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
 
 from ivr.db.imports import CSV_HEADER, ImportReport, import_csv
-from ivr.db.schema import create_schema, has_schema
+from ivr.db.schema import Account, create_schema, has_schema
 from ivr.errors import ImportFileError
 
 RECENT_NAME = "demo_recent.csv"
@@ -53,7 +54,11 @@ def load_demo(engine: Engine, demo_csv: Path, now: datetime | None = None) -> Im
 
 
 def import_recent(engine: Engine, path: Path, now: datetime) -> ImportReport:
-    """Import a CSV whose `posted_at` are offsets from `now` (see the module docstring)."""
+    """Import a CSV whose `posted_at` are offsets from `now` (see the module docstring).
+
+    Contracts already in the ledger are skipped: the same rows placed around another
+    moment would be new entries, not the same ones again.
+    """
     with tempfile.TemporaryDirectory(prefix="ivr-demo-") as folder:
         absolute = Path(folder) / path.name
         with (
@@ -63,11 +68,15 @@ def import_recent(engine: Engine, path: Path, now: datetime) -> ImportReport:
             reader = csv.DictReader(source)
             writer = csv.DictWriter(target, fieldnames=CSV_HEADER)
             writer.writeheader()
-            for fields in reader:
+            rows = list(reader)
+            known = _known_contracts(engine, {(row.get("contract") or "").strip() for row in rows})
+            for line, fields in enumerate(rows, start=2):  # line 1 is the header
+                if (fields.get("contract") or "").strip() in known:
+                    continue  # made on an earlier day: offsets from now would double it
                 offset = _OFFSET.match((fields.get("posted_at") or "").strip())
                 if offset is None:
                     raise ImportFileError(
-                        f"{path}:{reader.line_num}: posted_at must be an offset such as -1d,"
+                        f"{path}:{line}: posted_at must be an offset such as -1d,"
                         f" +3d or -2h, got {fields.get('posted_at')!r}"
                     )
                 sign, count, unit = offset.groups()
@@ -75,3 +84,9 @@ def import_recent(engine: Engine, path: Path, now: datetime) -> ImportReport:
                 moment = now + delta if sign == "+" else now - delta
                 writer.writerow({**fields, "posted_at": moment.astimezone(UTC).isoformat()})
         return import_csv(engine, absolute)
+
+
+def _known_contracts(engine: Engine, contracts: set[str]) -> set[str]:
+    """Return which of `contracts` the ledger already has."""
+    with Session(engine) as session:
+        return set(session.scalars(select(Account.contract).where(Account.contract.in_(contracts))))
