@@ -23,7 +23,7 @@ from ivr import create_app, db
 from ivr.cli import main
 from ivr.db import selfservice as queries
 from ivr.db.schema import PromiseGuard
-from ivr.errors import ConfigError
+from ivr.errors import ConfigError, ImportFileError
 from ivr.selfservice import PromiseFacts, PromiseRules, Refusal, Terms, days_left, judge
 from tests.conftest import AUTH_TOKEN, Caller, database_url, engine_of, fresh_schema
 
@@ -409,3 +409,30 @@ def test_a_payment_of_another_year_says_the_year(bare: Flask, tmp_path: Path) ->
         said = call.press("4").text
     last = "Your last payment: five hundred rubles, on the thirty-first of December, two thousand"
     assert f"{last} twenty-five." in said
+
+
+# --- the demo's relative dates --------------------------------------------------------------
+
+
+def test_demo_offsets_are_placed_around_now(bare: Flask, tmp_path: Path) -> None:
+    recent = tmp_path / "demo_recent.csv"
+    recent.write_text(
+        f"contract,posted_at,amount,kind,memo\n{CONTRACT},-1d,5.00,payment,\n"
+        f"{CONTRACT},+2h,-1.00,charge,\n",
+        encoding="utf-8",
+    )
+    report = db.demo.import_recent(engine_of(bare), recent, NOW)
+    assert report.added == 2
+    assert db.read_balance(engine_of(bare), CONTRACT, NOW) == Decimal("5.00")
+    assert db.read_balance(engine_of(bare), CONTRACT, NOW + timedelta(hours=2)) == Decimal("4.00")
+    assert db.demo.import_recent(engine_of(bare), recent, NOW + timedelta(days=1)).added == 0
+
+
+def test_a_demo_offset_that_is_not_one_is_refused(bare: Flask, tmp_path: Path) -> None:
+    recent = tmp_path / "demo_recent.csv"
+    recent.write_text(
+        f"contract,posted_at,amount,kind,memo\n{CONTRACT},yesterday,5.00,payment,\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ImportFileError, match=r"demo_recent.csv:2: posted_at must be an offset"):
+        db.demo.import_recent(engine_of(bare), recent, NOW)
