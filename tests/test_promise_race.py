@@ -42,11 +42,12 @@ def gunicorn(tmp_path: Path) -> Iterator[tuple[str, str]]:
     env = {**os.environ, "TWILIO_AUTH_TOKEN": TOKEN, "IVR_DATABASE_URL": url}
     env.pop("IVR_PUBLIC_URL", None)
     gunicorn = Path(sys.executable).with_name("gunicorn")
+    log = (tmp_path / "gunicorn.log").open("wb")
     server = subprocess.Popen(
         [str(gunicorn), "-w", "3", "-b", f"127.0.0.1:{port}", "ivr:create_app()"],
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=log,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -55,6 +56,7 @@ def gunicorn(tmp_path: Path) -> Iterator[tuple[str, str]]:
     finally:
         server.terminate()
         server.wait(timeout=20)
+        log.close()
 
 
 def heard(events: list[Event]) -> str:
@@ -102,8 +104,9 @@ def test_twenty_concurrent_confirmations_add_one_promise(gunicorn: tuple[str, st
 
     taken = [said for said in confirmed if "Обещанный платёж подключён до" in said]
     refused = [said for said in confirmed if "Обещанный платёж уже подключён до" in said]
+    others = [said for said in confirmed if said not in taken and said not in refused]
     assert len(taken) == 1, confirmed
-    assert len(refused) == CALLS - 1, confirmed  # no apology: each got a real answer
+    assert others == []  # no apology: each got a real answer
 
     engine = db.make_engine(url)
     try:

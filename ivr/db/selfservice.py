@@ -99,6 +99,11 @@ def promise_facts(session: Session, account_id: int, at: datetime) -> PromiseFac
     """
     connection = session.connection()
     params = {"account": account_id, "at": at}
+    # The balance first, the promises after: each statement sees what is committed when it
+    # runs, so a promise committed meanwhile shows up at least as running, never only as
+    # money on the account ("not needed").
+    balance = account_balance(session, account_id, at)
+    charges = charges_since(session, account_id, at - WINDOW, at)
     running: datetime | None = connection.scalar(_RUNNING_UNTIL, params)
     taken: datetime | None = connection.scalar(_LAST_TAKEN, params)
     guard = connection.execute(_GUARD, {"account": account_id}).first()
@@ -108,8 +113,8 @@ def promise_facts(session: Session, account_id: int, at: datetime) -> PromiseFac
         if guard.taken_at <= at:
             taken = guard.taken_at if taken is None else max(taken, guard.taken_at)
     return PromiseFacts(
-        balance=account_balance(session, account_id, at),
-        charges=charges_since(session, account_id, at - WINDOW, at),
+        balance=balance,
+        charges=charges,
         running_until=running,
         last_taken_at=taken,
         phone_call_sid=None if guard is None else guard.call_sid,
