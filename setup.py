@@ -15,7 +15,7 @@ from setuptools.command.build_py import build_py
 
 ROOT = Path(__file__).resolve().parent
 # The shipped defaults only: data/ also holds a developer's SQLite ledger.
-DEFAULTS = ["prompts", "data/hotline.toml", "data/demo_ledger.csv"]
+DEFAULTS = ["prompts", "data/hotline.toml", "data/demo_ledger.csv", "data/demo_recent.csv"]
 
 
 class BuildWithDefaults(build_py):

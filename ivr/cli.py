@@ -25,9 +25,11 @@ from werkzeug.serving import run_simple
 
 from ivr import db, flow, logs, prompts, stats
 from ivr.contract import CONTRACT_LENGTH, Verdict, verdict
+from ivr.db.selfservice import entries_between
 from ivr.errors import IvrError, LedgerError
 from ivr.home import Home, home
 from ivr.money import amount_in_words, digits_in_words
+from ivr.selfservice import WINDOW
 from ivr.simulate import audio
 from ivr.simulate.events import Event
 from ivr.simulate.interactive import run_interactive
@@ -133,7 +135,7 @@ def ledger_group() -> None:
 
 
 @ledger_group.command("init")
-@click.option("--demo", is_flag=True, help="Also load the demo entries of demo_ledger.csv.")
+@click.option("--demo", is_flag=True, help="Also load the demo entries (data/demo_*.csv).")
 @database_option
 def ledger_init(demo: bool, database_url: str) -> None:
     """Create the ledger's tables, or upgrade them to the newest schema (nothing is dropped)."""
@@ -141,7 +143,7 @@ def ledger_init(demo: bool, database_url: str) -> None:
         db.create_schema(engine)
         click.echo(f"Ledger ready at {db.masked_url(database_url)}")
         if demo:
-            report = db.import_csv(engine, hotline_home().demo_ledger)
+            report = db.load_demo(engine, hotline_home().demo_ledger)
             click.echo(
                 f"Demo entries: {report.added} added, {report.already_present} already there"
             )
@@ -197,10 +199,20 @@ def ledger_balance(contract: str, at: datetime | None, database_url: str) -> Non
         moment = (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC)
     with open_ledger(database_url) as engine:
         amount = db.read_balance(engine, contract, moment)
-    if amount is None:
-        where = db.masked_url(database_url)
-        raise click.ClickException(f"no contract {contract} in the ledger at {where}")
+        if amount is None:
+            where = db.masked_url(database_url)
+            raise click.ClickException(f"no contract {contract} in the ledger at {where}")
+        recent = entries_between(engine, contract, moment - WINDOW, moment)
+        upcoming = entries_between(engine, contract, moment)
     click.echo(f"{contract}: {amount} RUB as of {moment.isoformat(timespec='seconds')}")
+    # The entries behind the answers after the balance: the last 30 days, and what is
+    # dated later (a promised payment's return), which the balance does not count yet.
+    for title, entries in (("Entries of the last 30 days", recent), ("Upcoming", upcoming)):
+        if entries:
+            click.echo(f"{title}:")
+        for posted_at, entry_amount, kind, memo in entries:
+            when = posted_at.isoformat(timespec="seconds")
+            click.echo(f"  {when}  {entry_amount:>12}  {kind:<16}  {memo}")
 
 
 # --- db ---------------------------------------------------------------------------------

@@ -5,9 +5,12 @@ ledger to ask (reads only); it returns what to say, where the call goes next and
 record (a failed try, which the web layer's unit of work stores). It knows neither Flask,
 Twilio nor SQL. Read `MENUS` and `PARENT` to draw the flow. About 450 lines on purpose:
 the table, what a step returns and the steps stay in one file, so the flow reads in one.
+The self-service answers after the balance (issue 10) take it past 550; their rules (days
+left, may a promise be offered) are in `ivr.selfservice`, and only what is said is here.
 
-    MAIN --1--> SUBSCRIBER --1--> BILLING --1--> CONTRACT --ok--> AFTER_BALANCE
-      ^9 toggles language   2: tariffs      2: payment ways    ^2 another contract
+    MAIN --1--> SUBSCRIBER --1--> BILLING --1--> CONTRACT --ok--> AFTER_BALANCE --5--> PROMISE_OFFER
+      ^9 toggles language   2: tariffs      2: payment ways    ^2 another contract   1 takes it
+                                                      4: last payment, 5: promised payment
     a menu that takes 9 also offers it, in the other language's words and voice
     everywhere: * back to PARENT, 0 operator, silence/invalid key: prompt again (3 in all)
 """
@@ -17,15 +20,29 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from decimal import Decimal
 from typing import Protocol
+from zoneinfo import ZoneInfo
 
 from ivr.contract import CONTRACT_LENGTH, Verdict, verdict
 from ivr.errors import IvrError
 from ivr.languages import LANGUAGES as LANGUAGES  # the languages a call can be in
 from ivr.languages import other_language
-from ivr.money import amount_in_words, digits_in_words
+from ivr.money import amount_in_words, date_in_words, days_in_words, digits_in_words
+from ivr.selfservice import (
+    DAYS_IN_A_YEAR,
+    WINDOW,
+    Payment,
+    PromiseFacts,
+    PromiseRules,
+    Refusal,
+    Terms,
+    days_left,
+    judge,
+    next_allowed,
+    taken_by,
+)
 
 BACK_KEY = "*"
 OPERATOR_KEY = "0"
@@ -40,6 +57,7 @@ class State(enum.Enum):
     BILLING = "billing"
     CONTRACT = "contract"
     AFTER_BALANCE = "after_balance"
+    PROMISE_OFFER = "promise_offer"
 
 
 class Outcome(enum.Enum):
@@ -57,6 +75,14 @@ class Outcome(enum.Enum):
     OPERATOR = "operator"
     NO_OPERATOR = "no_operator"
     HUNG_UP = "hung_up"
+    LAST_PAYMENT_TOLD = "last_payment_told"
+    PROMISE_OFFERED = "promise_offered"
+    PROMISE_TAKEN = "promise_taken"
+    # A promise not offered, and the rule that stopped it (the column holds 20 characters).
+    REFUSED_RUNNING = "refused:" + Refusal.RUNNING.value
+    REFUSED_RECENT = "refused:" + Refusal.RECENT.value
+    REFUSED_NOT_NEEDED = "refused:" + Refusal.NOT_NEEDED.value
+    REFUSED_OVER_MAX = "refused:" + Refusal.OVER_MAX.value
 
 
 class BadCallState(IvrError):
@@ -90,6 +116,9 @@ class Special:
 TOGGLE_LANGUAGE = Special("toggle_language")
 REPEAT_BALANCE = Special("repeat_balance")
 HANG_UP = Special("hang_up")
+LAST_PAYMENT = Special("last_payment")
+PROMISE = Special("promise")
+TAKE_PROMISE = Special("take_promise")
 Action = Go | Inform | Special
 
 
@@ -113,8 +142,16 @@ MENUS: Mapping[State, Menu] = {
     ),
     State.AFTER_BALANCE: Menu(
         "after_balance_menu",
-        {"1": REPEAT_BALANCE, "2": Go(State.CONTRACT), "3": HANG_UP},
+        {
+            "1": REPEAT_BALANCE,
+            "2": Go(State.CONTRACT),
+            "3": HANG_UP,
+            "4": LAST_PAYMENT,
+            "5": PROMISE,
+        },
     ),
+    # `*` cancels the offer (back to the after-balance menu); its prompt names the terms.
+    State.PROMISE_OFFER: Menu("promise_offer", {"1": TAKE_PROMISE}),
 }
 # Contract entry is not a menu: it takes a whole number, see `_contract_entry`.
 CONTRACT_PROMPT = "enter_contract"
@@ -128,6 +165,7 @@ PARENT: Mapping[State, State] = {
     State.BILLING: State.SUBSCRIBER,
     State.CONTRACT: State.BILLING,
     State.AFTER_BALANCE: State.BILLING,
+    State.PROMISE_OFFER: State.AFTER_BALANCE,
 }
 INITIAL_STATE = State.MAIN
 
@@ -158,6 +196,18 @@ PHRASES: Mapping[str, frozenset[str]] = {
     "locked_out": frozenset(),
     "goodbye": frozenset(),
     "apology": frozenset(),
+    # Self-service after the balance (issue 10).
+    "days_left": frozenset({"days"}),
+    "days_left_under_one": frozenset(),
+    "days_left_over_year": frozenset(),
+    "last_payment": frozenset({"amount", "date"}),
+    "no_payments": frozenset(),
+    "promise_offer": frozenset({"amount", "date"}),
+    "promise_taken": frozenset({"date"}),
+    "promise_running": frozenset({"date"}),
+    "promise_recent": frozenset({"date"}),
+    "promise_not_needed": frozenset(),
+    "promise_over_max": frozenset({"amount"}),
 }
 
 
@@ -214,6 +264,7 @@ class Limits:
     lockout_window: timedelta = timedelta(hours=1)
     menu_timeout_s: int = 5
     contract_timeout_s: int = 10
+    promise: PromiseRules = PromiseRules()
 
 
 @dataclass(frozen=True)
@@ -266,6 +317,17 @@ class FailedTry:
 
 
 @dataclass(frozen=True)
+class PromiseToWrite:
+    """A promised payment the caller took: the web layer's unit of work writes it, once."""
+
+    account: int
+    amount: Decimal
+    taken_at: datetime
+    returns_at: datetime
+    call_sid: str
+
+
+@dataclass(frozen=True)
 class Reply:
     """What to say, and where the call goes: a Gather for `next`, a transfer, or a hangup."""
 
@@ -277,6 +339,8 @@ class Reply:
     outcome: Outcome = Outcome.MENU
     contract: str | None = None  # the contract this step looked up, for the call log
     failed_try: FailedTry | None = None  # to record before the reply is sent
+    # To write before the reply is sent; if the database refuses, `promise_not_written`.
+    promise: PromiseToWrite | None = None
 
 
 class Ledger(Protocol):
@@ -290,6 +354,18 @@ class Ledger(Protocol):
 
     def failures_since(self, caller: str, since: datetime) -> int: ...
 
+    def balance_of(self, account: int, at: datetime) -> Decimal: ...
+
+    def charges_since(self, account: int, since: datetime, at: datetime) -> Decimal: ...
+
+    def last_payment(self, account: int, at: datetime) -> Payment | None: ...
+
+    def promise_facts(self, account: int, at: datetime) -> PromiseFacts: ...
+
+
+# Dates are told in the hotline's time zone: its number's (phones.time_zone), else this.
+DEFAULT_ZONE = ZoneInfo("Asia/Yekaterinburg")
+
 
 @dataclass(frozen=True)
 class Context:
@@ -300,6 +376,8 @@ class Context:
     ledger: Ledger
     operator_available: bool
     limits: Limits = Limits()
+    call_sid: str = ""  # names the call in a promised payment's memo and its guard
+    zone: tzinfo = DEFAULT_ZONE
 
 
 # --- the steps ----------------------------------------------------------------------------
@@ -313,6 +391,8 @@ def start(lang: str, ctx: Context) -> Reply:
 def offer(call: Call, ctx: Context, before: tuple[Line, ...] = ()) -> Reply:
     """Say `before`, then the prompt of the call's state inside a Gather."""
     limits = ctx.limits
+    if call.state is State.PROMISE_OFFER:
+        return _offer_promise(call, ctx, before)
     if call.state is State.CONTRACT:
         phrase = "enter_contract_again" if call.contract_tries else CONTRACT_PROMPT
         gather = Gather(CONTRACT_LENGTH, CONTRACT_FINISH_KEY, limits.contract_timeout_s)
@@ -361,6 +441,12 @@ def _act(call: Call, action: Action, ctx: Context) -> Reply:
         return _repeat_balance(call, call.account, ctx)
     if action is HANG_UP:
         return _hang_up(Line("goodbye"), Outcome.HUNG_UP)
+    if action is LAST_PAYMENT and call.account is not None:
+        return _last_payment(call, call.account, ctx)
+    if action is PROMISE and call.account is not None:
+        return offer(_enter(call, State.PROMISE_OFFER), ctx)
+    if action is TAKE_PROMISE and call.account is not None:
+        return _take_promise(call, call.account, ctx)
     return _again(call, ctx, Line("invalid_option"), Outcome.INVALID_KEY)
 
 
@@ -448,11 +534,14 @@ def _repeat_balance(call: Call, account: int, ctx: Context) -> Reply:
 
 
 def _tell_balance(call: Call, contract: str, amount: Decimal, ctx: Context) -> Reply:
-    lines = (
+    account = ctx.ledger.account_of(contract)
+    lines: tuple[Line, ...] = (
         Line("balance_intro", {"contract": digits_in_words(contract, call.lang)}),
         balance_line(amount, call.lang),
     )
-    account = ctx.ledger.account_of(contract)
+    if amount > 0 and account is not None:
+        charges = ctx.ledger.charges_since(account, ctx.now - WINDOW, ctx.now)
+        lines += _days_left_line(days_left(amount, charges), call.lang)
     after = Call(State.AFTER_BALANCE, call.lang, 1, call.contract_tries, account)
     reply = offer(after, ctx, before=lines)
     return replace(reply, outcome=Outcome.BALANCE_TOLD, contract=contract)
@@ -468,3 +557,124 @@ def balance_line(amount: Decimal, lang: str) -> Line:
     if amount < 0:
         return Line("balance_debt", {"amount": amount_in_words(amount, lang)})
     return Line("balance_zero")
+
+
+# --- self-service after the balance -------------------------------------------------------
+
+
+def _days_left_line(days: int | None, lang: str) -> tuple[Line, ...]:
+    """Say how long the balance lasts: nothing without an estimate."""
+    if days is None:
+        return ()
+    if days == 0:
+        return (Line("days_left_under_one"),)
+    if days > DAYS_IN_A_YEAR:
+        return (Line("days_left_over_year"),)
+    return (Line("days_left", {"days": days_in_words(days, lang)}),)
+
+
+def _date(moment: datetime, ctx: Context, lang: str) -> str:
+    """Say the date of `moment` in the hotline's zone; the year only if not the call's."""
+    local = moment.astimezone(ctx.zone).date()
+    with_year = local.year != ctx.now.astimezone(ctx.zone).year
+    return date_in_words(local, lang, with_year=with_year)
+
+
+def _back_to_menu(
+    call: Call, ctx: Context, line: Line, outcome: Outcome, before: tuple[Line, ...] = ()
+) -> Reply:
+    """Say `before` and `line`, then the after-balance menu again."""
+    after = replace(call, state=State.AFTER_BALANCE, prompts=1)
+    return replace(offer(after, ctx, before=(*before, line)), outcome=outcome)
+
+
+def _last_payment(call: Call, account: int, ctx: Context) -> Reply:
+    """Tell the latest payment posted at or before the call, or that there has been none."""
+    payment = ctx.ledger.last_payment(account, ctx.now)
+    if payment is None:
+        line = Line("no_payments")
+    else:
+        amount = amount_in_words(payment.amount, call.lang)
+        when = _date(payment.posted_at, ctx, call.lang)
+        line = Line("last_payment", {"amount": amount, "date": when})
+    return _back_to_menu(call, ctx, line, Outcome.LAST_PAYMENT_TOLD)
+
+
+_REFUSED = {
+    Refusal.RUNNING: Outcome.REFUSED_RUNNING,
+    Refusal.RECENT: Outcome.REFUSED_RECENT,
+    Refusal.NOT_NEEDED: Outcome.REFUSED_NOT_NEEDED,
+    Refusal.OVER_MAX: Outcome.REFUSED_OVER_MAX,
+}
+
+
+def _refuse(
+    call: Call, ctx: Context, why: Refusal, facts: PromiseFacts, before: tuple[Line, ...] = ()
+) -> Reply:
+    """Say which rule stops the promised payment, then the after-balance menu again."""
+    lang = call.lang
+    if why is Refusal.RUNNING and facts.running_until is not None:
+        line = Line("promise_running", {"date": _date(facts.running_until, ctx, lang)})
+    elif why is Refusal.RECENT and (allowed := next_allowed(facts)) is not None:
+        line = Line("promise_recent", {"date": _date(allowed, ctx, lang)})
+    elif why is Refusal.OVER_MAX:
+        most = amount_in_words(ctx.limits.promise.max_rub, lang)
+        line = Line("promise_over_max", {"amount": most})
+    else:
+        line = Line("promise_not_needed")
+    return _back_to_menu(call, ctx, line, _REFUSED[why], before)
+
+
+def _offer_promise(call: Call, ctx: Context, before: tuple[Line, ...]) -> Reply:
+    """Offer a promised payment with its amount and end date, or say why there is none."""
+    assert call.account is not None  # only `_act` enters this state, with an account
+    facts = ctx.ledger.promise_facts(call.account, ctx.now)
+    terms = judge(facts, ctx.now, ctx.limits.promise)
+    if isinstance(terms, Refusal):  # the ledger changed while the offer was heard
+        return _refuse(call, ctx, terms, facts, before)
+    values = {
+        "amount": amount_in_words(terms.amount, call.lang),
+        "date": _date(terms.returns_at, ctx, call.lang),
+    }
+    gather = Gather(1, "", ctx.limits.menu_timeout_s)
+    prompt = (Line("promise_offer", values),)
+    return Reply(before, next=call, prompt=prompt, gather=gather, outcome=Outcome.PROMISE_OFFERED)
+
+
+def _take_promise(call: Call, account: int, ctx: Context) -> Reply:
+    """Connect the promised payment: the reply carries the write; or say why not."""
+    facts = ctx.ledger.promise_facts(account, ctx.now)
+    replayed = taken_by(facts, ctx.call_sid, ctx.now)
+    if replayed is not None:  # this call took it already: answer as the first time
+        return _promise_taken(call, ctx, replayed, facts.balance)
+    terms = judge(facts, ctx.now, ctx.limits.promise)
+    if isinstance(terms, Refusal):
+        return _refuse(call, ctx, terms, facts)
+    write = PromiseToWrite(account, terms.amount, ctx.now, terms.returns_at, ctx.call_sid)
+    reply = _promise_taken(call, ctx, terms, facts.balance + terms.amount)
+    return replace(reply, promise=write)
+
+
+def _promise_taken(call: Call, ctx: Context, terms: Terms, new_balance: Decimal) -> Reply:
+    lines = (
+        Line("promise_taken", {"date": _date(terms.returns_at, ctx, call.lang)}),
+        balance_line(new_balance, call.lang),
+    )
+    after = replace(call, state=State.AFTER_BALANCE, prompts=1)
+    return replace(offer(after, ctx, before=lines), outcome=Outcome.PROMISE_TAKEN)
+
+
+def promise_not_written(call: Call, ctx: Context) -> Reply:
+    """Answer a confirmation whose write the database refused (another step took one first).
+
+    Asked by the web layer after the refused write: the ledger now shows who took it.
+    """
+    assert call.account is not None
+    facts = ctx.ledger.promise_facts(call.account, ctx.now)
+    replayed = taken_by(facts, ctx.call_sid, ctx.now)
+    if replayed is not None:
+        return _promise_taken(call, ctx, replayed, facts.balance)
+    terms = judge(facts, ctx.now, ctx.limits.promise)
+    # The guard refused, so a promise is running or recent even if the entries lag behind.
+    why = terms if isinstance(terms, Refusal) else Refusal.RECENT
+    return _refuse(call, ctx, why, facts)

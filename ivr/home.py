@@ -37,8 +37,9 @@ BUNDLED = PACKAGE / "_defaults"
 PROMPTS = "prompts"
 SETTINGS = "data/hotline.toml"
 DEMO_LEDGER = "data/demo_ledger.csv"
+DEMO_RECENT = "data/demo_recent.csv"  # dated relative to now (ivr.db.demo), beside it
 SQLITE_LEDGER = "data/ledger.sqlite3"
-DEFAULT_FILES = (PROMPTS, SETTINGS, DEMO_LEDGER)
+DEFAULT_FILES = (PROMPTS, SETTINGS, DEMO_LEDGER, DEMO_RECENT)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ ENDINGS_WITHOUT_ANSWER = {
 }
 # The self-service feature logs a promised payment taken by phone with this outcome;
 # counted by name so that the count is there (0) before the outcome exists.
-PROMISE_TAKEN = "promise_taken"
+PROMISE_TAKEN = Outcome.PROMISE_TAKEN.value
 MENU_STATES = frozenset({"main", "subscriber", "billing"})
 # The funnel of a balance call, each stage a subset of the one before it (see `_stages`).
 FUNNEL = ("greeting", "menu", "contract_keyed", "balance_told", "after_balance")

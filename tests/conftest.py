@@ -97,7 +97,7 @@ def app(tmp_path: Path) -> Iterator[Flask]:
     )
     engine = engine_of(app)
     fresh_schema(engine)
-    db.import_csv(engine, DEMO_CSV)
+    db.load_demo(engine, DEMO_CSV)  # and data/demo_recent.csv, dated around now
     yield app
     engine.dispose()
 

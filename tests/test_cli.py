@@ -44,7 +44,9 @@ def test_ledger_init_demo_then_balance(db_url: str) -> None:
     runner = CliRunner()
     init = runner.invoke(main, ["ledger", "init", "--demo", "--database-url", db_url])
     assert init.exit_code == 0, init.output
-    assert "12 added" in init.output
+    assert "27 added" in init.output  # 12 with fixed dates, 15 dated around now
+    again = runner.invoke(main, ["ledger", "init", "--demo", "--database-url", db_url])
+    assert "0 added, 12 already there" in again.output  # the recent ones are not made twice
     result = runner.invoke(
         main, ["ledger", "balance", "590000000034", "--database-url", db_url, "--at", "2026-11-30"]
     )
@@ -107,7 +109,7 @@ def test_serve_refuses_to_run_without_a_token(monkeypatch: pytest.MonkeyPatch) -
 
 # --- which ledger `ivr simulate` and `ivr call` use ----------------------------------------
 
-OWN_CONTRACT = "590000000083"  # not in the demo ledger
+OWN_CONTRACT = "590000099002"  # not in the demo ledger
 OWN_LEDGER = (
     "contract,posted_at,amount,kind,memo\n"
     f"{OWN_CONTRACT},2026-01-01T00:00:00+00:00,777.00,payment,the tester's own\n"

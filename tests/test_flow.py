@@ -13,6 +13,7 @@ import pytest
 from ivr import flow
 from ivr.flow import Call, Context, Outcome, State
 from ivr.prompts import check_folder, load, placeholders
+from ivr.selfservice import Payment, PromiseFacts
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
@@ -22,6 +23,9 @@ PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
 class FakeLedger:
     balances: dict[str, Decimal] = field(default_factory=dict)
     failures: list[tuple[str, datetime]] = field(default_factory=list)
+    charges: Decimal = Decimal(0)  # every account's charges of the last 30 days
+    payment: Payment | None = None
+    facts: dict[str, object] = field(default_factory=dict)  # PromiseFacts beyond the balance
 
     def balance(self, contract: str, at: datetime) -> Decimal | None:
         return self.balances.get(contract)
@@ -35,6 +39,22 @@ class FakeLedger:
 
     def failures_since(self, caller: str, since: datetime) -> int:
         return sum(1 for who, at in self.failures if who == caller and at >= since)
+
+    def balance_of(self, account: int, at: datetime) -> Decimal:
+        contract = self.contract_of(account)
+        assert contract is not None
+        return self.balances[contract]
+
+    def charges_since(self, account: int, since: datetime, at: datetime) -> Decimal:
+        assert at - since == timedelta(days=30)
+        return self.charges
+
+    def last_payment(self, account: int, at: datetime) -> Payment | None:
+        return self.payment
+
+    def promise_facts(self, account: int, at: datetime) -> PromiseFacts:
+        balance = self.balance_of(account, at)
+        return PromiseFacts(balance, self.charges, **self.facts)  # type: ignore[arg-type]
 
     def record(self, reply: flow.Reply) -> flow.Reply:
         """Keep the failed try a step asks to record, as the web layer's unit of work does."""
@@ -62,11 +82,12 @@ def at(state: State, **changes: object) -> Call:
 def test_one_initial_state_and_every_state_reachable() -> None:
     seen = {flow.INITIAL_STATE}
     queue = deque([flow.INITIAL_STATE])
-    ctx = context()
+    # An account that may take a promised payment, so its offer is reachable too.
+    ctx = context(FakeLedger({"590000000018": Decimal("10")}, charges=Decimal("650")))
     while queue:
         state = queue.popleft()
         for key in [*"0123456789*", "590000000018"]:
-            reply = flow.step(Call(state, "ru-RU"), key, ctx)
+            reply = flow.step(Call(state, "ru-RU", account=1), key, ctx)
             if reply.next is not None and reply.next.state not in seen:
                 seen.add(reply.next.state)
                 queue.append(reply.next.state)
@@ -98,7 +119,8 @@ def test_every_phrase_the_flow_uses_is_in_every_prompt_file(language: str) -> No
 
 def test_every_phrase_a_step_speaks_is_declared() -> None:
     spoken: set[str] = set()
-    ctx = context()
+    ledger = FakeLedger({"590000000018": Decimal("10")}, charges=Decimal("650"))
+    ctx = context(ledger)
     for state in State:
         for key in [None, *"0123456789*#", "590000000018", "590000000017", "590000000075"]:
             for prompts in (1, 3):
@@ -131,6 +153,9 @@ def test_every_phrase_a_step_speaks_is_declared() -> None:
         (State.AFTER_BALANCE, "2", State.CONTRACT),
         (State.AFTER_BALANCE, "*", State.BILLING),
         (State.AFTER_BALANCE, "7", State.AFTER_BALANCE),
+        (State.AFTER_BALANCE, "4", State.AFTER_BALANCE),
+        (State.AFTER_BALANCE, "5", State.AFTER_BALANCE),  # not needed: 1234.56, no charges
+        (State.PROMISE_OFFER, "*", State.AFTER_BALANCE),
     ],
 )
 def test_state_key_next_state(state: State, key: str, next_state: State) -> None:
@@ -181,7 +206,9 @@ def test_the_offer_to_switch_is_a_line_of_the_other_language(lang: str, other: s
     + [s for s, menu in flow.MENUS.items() if flow.TOGGLE_LANGUAGE not in menu.keys.values()],
 )
 def test_only_a_menu_that_takes_nine_offers_the_switch(state: State) -> None:
-    reply = flow.offer(Call(state, "ru-RU"), context())
+    # The promise offer is made for the account whose balance was told: account 1 here.
+    account = 1 if state is State.PROMISE_OFFER else None
+    reply = flow.offer(Call(state, "ru-RU", account=account), context())
     assert [line.language for line in reply.prompt] == [None]
 
 

@@ -12,7 +12,13 @@ from ivr.cli import main
 from ivr.errors import ConfigError
 
 REPOSITORY = Path(__file__).resolve().parent.parent
-SHIPPED = ["prompts/ru-RU.toml", "prompts/en-US.toml", "data/hotline.toml", "data/demo_ledger.csv"]
+SHIPPED = [
+    "prompts/ru-RU.toml",
+    "prompts/en-US.toml",
+    "data/hotline.toml",
+    "data/demo_ledger.csv",
+    "data/demo_recent.csv",
+]
 
 
 @pytest.fixture

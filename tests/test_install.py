@@ -151,7 +151,7 @@ def test_prompts_check_fills_the_users_home_with_the_default_files(
     assert "2 files OK" in result.stdout
     home = user_home / ".local" / "share" / "ivr-hotline"
     shipped = [Path("prompts/ru-RU.toml"), Path("prompts/en-US.toml"), Path("data/hotline.toml")]
-    shipped.append(Path("data/demo_ledger.csv"))
+    shipped += [Path("data/demo_ledger.csv"), Path("data/demo_recent.csv")]
     for name in shipped:
         assert (home / name).read_bytes() == (REPOSITORY / name).read_bytes()
     assert package_files(installed) == before  # nothing written into site-packages

@@ -14,7 +14,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from click.testing import CliRunner
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Engine, insert, inspect, text
 from sqlalchemy.orm import Session
 
 from ivr import db
@@ -194,8 +194,8 @@ def create_as_today(engine: Engine, tables: tuple[str, ...] = TODAY_TABLES) -> N
 
 
 def fill(engine: Engine, tables: tuple[str, ...]) -> None:
-    """Write rows into every table given, through today's own writers."""
-    db.import_csv(engine, DEMO_CSV)
+    """Write rows into every table given, as the code of that schema did."""
+    insert_ledger_rows(engine, DEMO_CSV)
     with Session(engine) as session, session.begin():
         if "failed_lookups" in tables:
             db.record_failed_lookup(session, "+73422000001", AT)
@@ -224,6 +224,28 @@ def fill(engine: Engine, tables: tuple[str, ...]) -> None:
                 at=AT + timedelta(seconds=42),
                 status="completed",
                 duration_s=42,
+            )
+
+
+def insert_ledger_rows(engine: Engine, path: Path) -> None:
+    """Insert a CSV's entries row by row, as billing does: no import path, no month totals."""
+    rows = [row for _line, row in db.read_csv(path)]
+    accounts, entries = db.Account.__table__, db.Entry.__table__
+    with engine.begin() as connection:
+        ids: dict[str, int] = {}
+        for contract in sorted({row.contract for row in rows}):
+            inserted = connection.execute(insert(accounts).values(contract=contract))
+            ids[contract] = inserted.inserted_primary_key[0]
+        for row in rows:
+            connection.execute(
+                insert(entries).values(
+                    account_id=ids[row.contract],
+                    posted_at=row.posted_at,
+                    amount=row.amount,
+                    kind=row.kind,
+                    memo=row.memo,
+                    entry_key=row.key,
+                )
             )
 
 

@@ -13,6 +13,7 @@ from sqlalchemy import Engine, delete, func, insert, select, update
 
 from ivr import calllog, db
 from ivr.contract import is_valid, luhn_ok
+from ivr.db import migrate
 from ivr.db.imports import parse_row, staged_rows
 from tests.conftest import database_url, fresh_schema
 
@@ -136,18 +137,27 @@ def test_the_import_keeps_the_totals_exact_and_twice_adds_nothing(
         assert db.read_balance(engine, CONTRACT, at) == sum_of_entries(engine, account, at)
 
 
-def test_totals_are_filled_when_added_to_an_existing_ledger(engine: Engine, tmp_path: Path) -> None:
-    path = tmp_path / "ledger.csv"
-    path.write_text(
-        "contract,posted_at,amount,kind,memo\n"
-        f"{CONTRACT},2025-01-05T00:00:00+00:00,100.00,payment,\n"
-        f"{CONTRACT},2026-03-05T00:00:00+00:00,-30.00,charge,\n",
-        encoding="utf-8",
-    )
-    db.import_csv(engine, path)
-    db.MonthTotal.__table__.drop(engine)  # type: ignore[attr-defined]
-    db.create_schema(engine)  # an older ledger: the table, its rows and its triggers
-    assert totals_agree(engine)
+def test_totals_are_filled_when_added_to_an_existing_ledger(engine: Engine) -> None:
+    # A ledger at revision 0001, before month totals: billing's rows, no triggers yet.
+    with engine.begin() as connection:
+        for table in ("alembic_version", *reversed(db.Base.metadata.sorted_tables)):
+            connection.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
+    migrate.upgrade(engine, "0001")
+    with engine.begin() as connection:
+        account = connection.execute(
+            insert(db.Account.__table__).values(contract=CONTRACT)
+        ).inserted_primary_key[0]
+        for posted, amount, kind in (
+            (datetime(2025, 1, 5, tzinfo=UTC), Decimal("100.00"), "payment"),
+            (datetime(2026, 3, 5, tzinfo=UTC), Decimal("-30.00"), "charge"),
+        ):
+            connection.execute(
+                insert(db.Entry.__table__).values(
+                    account_id=account, posted_at=posted, amount=amount, kind=kind, memo=""
+                )
+            )
+    assert migrate.bring_to_head(engine) is migrate.Outcome.UPGRADED
+    assert totals_agree(engine)  # revision 0002 filled the totals from the entries
     assert db.read_balance(engine, CONTRACT, NOW) == Decimal("70.00")
 
 

@@ -11,6 +11,7 @@ from ivr.db.connect import (
     open_ledger,
     open_server_ledger,
 )
+from ivr.db.demo import create_demo_if_missing, load_demo
 from ivr.db.engine import (
     CONNECT_TIMEOUT_S,
     QUERY_TIMEOUT_MS,
@@ -41,7 +42,6 @@ from ivr.db.imports import (
     CSV_HEADER,
     ImportReport,
     LedgerRow,
-    create_demo_if_missing,
     import_csv,
     parse_row,
     read_csv,
@@ -118,6 +118,7 @@ __all__ = [
     "has_schema",
     "import_csv",
     "is_database_error",
+    "load_demo",
     "lock_wait",
     "log_end",
     "log_step",

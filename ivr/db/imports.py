@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Engine
 
 from ivr.contract import CONTRACT_LENGTH, is_valid, luhn_ok, mask
 from ivr.db import totals
-from ivr.db.schema import KINDS, KOPECK, create_schema, has_schema
+from ivr.db.schema import KINDS, KOPECK
 from ivr.errors import ImportFileError
 
 CSV_HEADER = ("contract", "posted_at", "amount", "kind", "memo")
@@ -288,10 +288,3 @@ def staged_rows(path: Path, sqlite: bool) -> Iterator[tuple[Any, ...]]:
                 yield n, contract, stamp, amount_text, kind, memo, key
             n += 1
 
-
-def create_demo_if_missing(engine: Engine, demo_csv: Path) -> ImportReport | None:
-    """Create the ledger from the demo entries when it has no tables yet; else do nothing."""
-    if has_schema(engine):
-        return None
-    create_schema(engine)
-    return import_csv(engine, demo_csv)

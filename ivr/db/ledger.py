@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from ivr.db.hotline_tables import failed_lookups_since
 from ivr.db.schema import Account, Entry, FailedLookup, Money, MonthTotal, UtcDateTime
 from ivr.db.totals import month_number, month_start
+from ivr.selfservice import Payment, PromiseFacts
 
 Executor = Session | Connection
 T = TypeVar("T")
@@ -85,7 +86,7 @@ def _at(at: datetime) -> dict[str, Any]:
     return {"at": at, "month": month, "month_start": month_start(month)}
 
 
-def _connection(executor: Executor) -> Connection:
+def as_connection(executor: Executor) -> Connection:
     return executor.connection() if isinstance(executor, Session) else executor
 
 
@@ -103,19 +104,19 @@ def read_balance(engine: Engine, contract: str, at: datetime) -> Decimal | None:
 
 def find_account(executor: Executor, contract: str) -> int | None:
     """Return the id of a contract's account, or None when there is no such contract."""
-    found: int | None = _connection(executor).scalar(_FIND_ACCOUNT, {"contract": contract})
+    found: int | None = as_connection(executor).scalar(_FIND_ACCOUNT, {"contract": contract})
     return found
 
 
 def contract_of(executor: Executor, account_id: int) -> str | None:
     """Return the contract number of an account, or None when there is no such account."""
-    found: str | None = _connection(executor).scalar(_CONTRACT_OF, {"account": account_id})
+    found: str | None = as_connection(executor).scalar(_CONTRACT_OF, {"account": account_id})
     return found
 
 
 def account_balance(executor: Executor, account_id: int, at: datetime) -> Decimal:
     """Return an account's balance as of `at`: the sum of its entries posted by then."""
-    row = _connection(executor).execute(_ACCOUNT_BALANCE, {"account": account_id, **_at(at)})
+    row = as_connection(executor).execute(_ACCOUNT_BALANCE, {"account": account_id, **_at(at)})
     months, current = row.one()
     return Decimal(months) + Decimal(current)
 
@@ -247,3 +248,22 @@ class LedgerView:
             if self._connection is not None:
                 self._connection.close()
 
+    # Self-service after the balance (issue 10): the queries are in ivr.db.selfservice.
+
+    def balance_of(self, account: int, at: datetime) -> Decimal:
+        return self._read(lambda c: account_balance(c, account, at))
+
+    def charges_since(self, account: int, since: datetime, at: datetime) -> Decimal:
+        from ivr.db import selfservice  # it imports this module's account_balance
+
+        return self._read(lambda c: selfservice.charges_since(c, account, since, at))
+
+    def last_payment(self, account: int, at: datetime) -> Payment | None:
+        from ivr.db import selfservice
+
+        return self._read(lambda c: selfservice.last_payment(c, account, at))
+
+    def promise_facts(self, account: int, at: datetime) -> PromiseFacts:
+        from ivr.db import selfservice
+
+        return self._read(lambda c: selfservice.promise_facts(c, account, at))

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
+    Column,
     DateTime,
     Dialect,
     Engine,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     Integer,
     Numeric,
     String,
+    Table,
     Text,
     inspect,
 )
@@ -141,6 +143,14 @@ class MonthTotal(Base):
     amount: Mapped[Decimal] = mapped_column(Money())
 
 
+# A row here, inside the import's own write transaction, makes SQLite's insert trigger on
+# `entries` stand aside while the import adds the monthly sums itself (see ivr.db.totals).
+# Declared for both databases so that one schema serves both; PostgreSQL never uses it.
+month_totals_paused = Table(
+    "month_totals_paused", Base.metadata, Column("paused", Integer(), nullable=False)
+)
+
+
 class FailedLookup(Base):
     """A caller's failed contract entry, counted across calls and processes for lockout."""
 
@@ -209,3 +219,20 @@ def create_schema(engine: Engine) -> None:
 def has_schema(engine: Engine) -> bool:
     """Return True when the ledger's tables exist."""
     return inspect(engine).has_table(Entry.__tablename__)
+
+
+class PromiseGuard(Base):
+    """The latest promised payment taken by phone on an account: one row an account.
+
+    The row is what makes a promise exactly-once (see `ivr.db.selfservice`): a new
+    promise replaces it only through one atomic upsert whose condition the database
+    checks, so two processes can never both take one.
+    """
+
+    __tablename__ = "promise_guards"
+
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    call_sid: Mapped[str] = mapped_column(String(64))
+    taken_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    returns_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    amount: Mapped[Decimal] = mapped_column(Money())

@@ -9,7 +9,8 @@ from sqlalchemy.orm import Session
 
 from ivr.db.hotline_tables import record_failed_lookup
 from ivr.db.ledger import LedgerView
-from ivr.flow import FailedTry
+from ivr.db.selfservice import write_promise
+from ivr.flow import FailedTry, PromiseToWrite
 
 
 class StepUnit:
@@ -39,6 +40,10 @@ class StepUnit:
         """Keep what the flow asked to record; it is written when the block ends."""
         if failed_try is not None:
             self._failed_try = failed_try
+
+    def write_promise(self, promise: PromiseToWrite) -> bool:
+        """Write a promised payment now, exactly once; False when the database refuses it."""
+        return write_promise(self.session, promise)
 
     def __exit__(
         self,

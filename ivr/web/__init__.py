@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import timedelta
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from ivr.home import home
 from ivr.hotlines import load_settings
 from ivr.languages import LANGUAGES
 from ivr.prompts import PromptLibrary
+from ivr.selfservice import PromiseRules
 from ivr.web import dashboard, metrics, signature, webhooks
 from ivr.web.services import Services, services
 
@@ -38,6 +41,9 @@ ENVIRONMENT = {
     "IVR_LOCKOUT_MINUTES": "LOCKOUT_MINUTES",
     "IVR_PROXY_FIX": "PROXY_FIX",
     "IVR_CALL_LOG_BATCH_S": "CALL_LOG_BATCH_S",
+    "IVR_PROMISE_MIN_RUB": "PROMISE_MIN_RUB",
+    "IVR_PROMISE_MAX_RUB": "PROMISE_MAX_RUB",
+    "IVR_PROMISE_DAYS": "PROMISE_DAYS",
 }
 
 
@@ -56,6 +62,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         # Call-log rows are written in batches this often by a thread (0: in each request);
         # a crash loses at most this many seconds of rows, never a lockout count.
         CALL_LOG_BATCH_S=0.5,
+        PROMISE_MIN_RUB=100,  # a promised payment: at least this many rubles,
+        PROMISE_MAX_RUB=3000,  # at most this many,
+        PROMISE_DAYS=5,  # returned after this many days
     )
     for variable, key in ENVIRONMENT.items():
         if os.environ.get(variable):
@@ -73,7 +82,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         prompts=PromptLibrary(Path(app.config["PROMPTS_DIR"]), flow.PHRASES, languages=LANGUAGES),
         settings=load_settings(Path(app.config["SETTINGS_FILE"]), LANGUAGES),
         validator=RequestValidator(app.config["AUTH_TOKEN"]) if app.config["AUTH_TOKEN"] else None,
-        limits=_lockout_limits(app.config["LOCKOUT_FAILURES"], app.config["LOCKOUT_MINUTES"]),
+        limits=replace(
+            _lockout_limits(app.config["LOCKOUT_FAILURES"], app.config["LOCKOUT_MINUTES"]),
+            promise=_promise_rules(app.config),
+        ),
         public_url=app.config["PUBLIC_URL"],
         call_log=db.CallLog(engine, _seconds("CALL_LOG_BATCH_S", app.config["CALL_LOG_BATCH_S"])),
     )
@@ -147,6 +159,23 @@ def _lockout_limits(failures: Any, minutes: Any) -> flow.Limits:
             f" and {minutes!r}"
         )
     return flow.Limits(lockout_failures=count, lockout_window=window)
+
+
+def _promise_rules(config: Mapping[str, Any]) -> PromiseRules:
+    """Read the promised payment's settings; refuse ones no promise could be taken under."""
+    raw = {key: config[key] for key in ("PROMISE_MIN_RUB", "PROMISE_MAX_RUB", "PROMISE_DAYS")}
+    try:
+        low = Decimal(str(raw["PROMISE_MIN_RUB"]).strip())
+        high = Decimal(str(raw["PROMISE_MAX_RUB"]).strip())
+        days = int(str(raw["PROMISE_DAYS"]).strip())
+    except (InvalidOperation, ValueError):
+        raise ConfigError(f"the PROMISE_* settings must be numbers, got {raw}") from None
+    if not all(value.is_finite() and value == value.to_integral_value() for value in (low, high)):
+        raise ConfigError(f"PROMISE_MIN_RUB and PROMISE_MAX_RUB must be whole rubles, got {raw}")
+    try:
+        return PromiseRules(min_rub=low, max_rub=high, days=days)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _proxy_count(value: Any) -> int:

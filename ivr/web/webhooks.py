@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from urllib.parse import urlencode
 
 from flask import Response, abort, g, jsonify, request, send_file, url_for
@@ -12,7 +13,7 @@ from werkzeug.exceptions import HTTPException
 from ivr import calllog, db, flow
 from ivr.contract import mask
 from ivr.hotlines import DialedLine
-from ivr.phones import caller_id
+from ivr.phones import caller_id, e164, time_zone
 from ivr.prompts import AUDIO_TYPES, PromptSet
 from ivr.web import metrics, twiml
 from ivr.web.services import services
@@ -72,6 +73,8 @@ def answer_step() -> Response:
             unit.ledger.expect_lookup(ctx.caller, since, digits, ctx.now)
         reply = flow.step(call, digits, ctx)
         unit.record(reply.failed_try)
+        if reply.promise is not None and not unit.write_promise(reply.promise):
+            reply = flow.promise_not_written(call, ctx)  # another step holds the promise
         if reply.contract is not None:
             log.info(
                 "call %s: contract %s -> %s",
@@ -145,7 +148,21 @@ def _context(ledger: flow.Ledger) -> flow.Context:
         ledger=ledger,
         operator_available=dialed_line().operator is not None,
         limits=services().limits,
+        call_sid=request.form.get("CallSid", ""),
+        zone=_hotline_zone(),
     )
+
+
+def _hotline_zone() -> tzinfo:
+    """Return the time zone of the dialed hotline's number, in which dates are told."""
+    return _zone_of(e164(request.form.get("To")))
+
+
+@functools.lru_cache(maxsize=256)  # a few hotline numbers, asked every step
+def _zone_of(dialed: str | None) -> tzinfo:
+    if dialed is None:
+        return flow.DEFAULT_ZONE
+    return time_zone(dialed, default=flow.DEFAULT_ZONE)
 
 
 def dialed_line() -> DialedLine:
