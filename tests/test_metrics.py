@@ -10,6 +10,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -190,7 +191,31 @@ def test_sweep_removes_the_directories_of_servers_gone(tmp_path: Path) -> None:
     assert mine.exists() and other.exists()
 
 
+def test_the_master_is_gunicorns_own_not_a_guess_from_a_command_line() -> None:
+    from gunicorn.arbiter import Arbiter
+    from gunicorn.workers.base import Worker
+
+    def load(self: object) -> int | None:  # where gunicorn calls create_app from
+        return metrics._gunicorn_master()
+
+    worker = object.__new__(Worker)
+    worker.ppid = 4242  # gunicorn gives each worker its master's pid
+    assert load(worker) == 4242
+    assert load(object.__new__(Arbiter)) == os.getpid()  # --preload: the master itself
+    assert metrics._gunicorn_master() is None  # not under gunicorn
+
+
 # --- gunicorn: several workers, one set of totals ------------------------------------------
+
+WORKERS = 2
+ROUND = 24  # calls sent at once, from a pool of threads
+ALL_WORKERS_WITHIN_S = 30
+# Runs gunicorn under a parent whose command line names gunicorn, as `tini -- gunicorn …`,
+# a start script or supervisord would; passes SIGTERM on.
+WRAPPER = (
+    "import signal, subprocess, sys; server = subprocess.Popen(sys.argv[1:]);"
+    " signal.signal(signal.SIGTERM, lambda *_: server.terminate()); sys.exit(server.wait())"
+)
 
 
 def post_signed(base: str, path: str, params: dict[str, str]) -> int:
@@ -205,20 +230,53 @@ def post_signed(base: str, path: str, params: dict[str, str]) -> int:
         return int(response.status)
 
 
-def wait_for(base: str, server: subprocess.Popen[bytes]) -> None:
+def answer_calls(base: str, first: int, count: int) -> None:
+    """Start `count` calls at once (POST /voice), from 8 threads."""
+
+    def start(number: int) -> int:
+        params = {
+            "CallSid": f"CA{number:032d}",
+            "From": f"+7342200{number:04d}",
+            "To": "+73422195195",
+            "CallStatus": "ringing",
+        }
+        return post_signed(base, "/voice", params)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        assert list(pool.map(start, range(first, first + count))) == [200] * count
+
+
+def calls_by_process(directory: Path) -> dict[int, float]:
+    """Read each process's own count of answered calls from its file in the directory."""
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    found: dict[int, float] = {}
+    for path in directory.glob("counter_*.db"):
+        pid = int(path.stem.rsplit("_", 1)[1])
+        for metric in MultiProcessCollector.merge([str(path)]):
+            for sample in metric.samples:
+                if sample.name == "ivr_calls_started_total":
+                    found[pid] = found.get(pid, 0.0) + sample.value
+    return found
+
+
+def wait_for(base: str, server: subprocess.Popen[bytes], pidfile: Path) -> int:
+    """Wait until gunicorn answers; return its master's pid (from --pid)."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if server.poll() is not None:
             raise AssertionError(f"gunicorn exited with {server.returncode}")
         try:
             with urllib.request.urlopen(base + "/healthz", timeout=1):
-                return
-        except OSError:
+                return int(pidfile.read_text())
+        except (OSError, ValueError):
             time.sleep(0.1)
     raise AssertionError("gunicorn did not come up")
 
 
-@pytest.mark.parametrize("mode", ["no-dir", "no-dir-preload", "deployer-dir"])
+@pytest.mark.parametrize(
+    "mode", ["no-dir", "no-dir-preload", "no-dir-preload-wrapped", "deployer-dir"]
+)
 def test_gunicorn_workers_add_up(tmp_path: Path, mode: str) -> None:
     url = database_url(tmp_path)
     engine = db.make_engine(url)
@@ -239,40 +297,55 @@ def test_gunicorn_workers_add_up(tmp_path: Path, mode: str) -> None:
         env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path / "deployer")
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}"]
-    command += ["--preload"] if mode == "no-dir-preload" else []
-    server = subprocess.Popen(
-        [*command, "ivr:create_app()"], env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL
-    )
-    calls = 24
+    pidfile = tmp_path / "gunicorn.pid"
+    command = [sys.executable, "-m", "gunicorn", "-w", str(WORKERS), "-b", f"127.0.0.1:{port}"]
+    command += ["--pid", str(pidfile), "--log-level", "debug"]
+    command += ["--preload"] if "preload" in mode else []
+    command = [sys.executable, "-c", WRAPPER, *command] if "wrapped" in mode else command
+    log = tmp_path / "gunicorn.log"
+    with log.open("wb") as errors:
+        server = subprocess.Popen(
+            [*command, "ivr:create_app()"], env=env, stderr=errors, stdout=subprocess.DEVNULL
+        )
     try:
-        wait_for(base, server)
-        for number in range(calls):
-            params = {
-                "CallSid": f"CA{number:032d}",
-                "From": f"+7342200{number:04d}",
-                "To": "+73422195195",
-                "CallStatus": "ringing",
-            }
-            assert post_signed(base, "/voice", params) == 200
+        master = wait_for(base, server, pidfile)
+        if mode == "deployer-dir":
+            directory = tmp_path / "deployer"
+            assert list(temp.glob("ivr-metrics-*")) == []
+        else:
+            # One directory, named after the master (not after the master's parent).
+            directory = temp / f"ivr-metrics-{master}-{metrics._started(master)}"
+            assert list(temp.glob("ivr-metrics-*")) == [directory]
+        # /healthz answered when the first worker was ready; the other may be still booting
+        # (gunicorn forks it up to 0.1 s later; without --preload it loads the app itself),
+        # and a sync worker takes every connection waiting when it is done with one. So one
+        # worker may take a whole round: rounds go on until each worker has answered some.
+        calls = 0
+        deadline = time.monotonic() + ALL_WORKERS_WITHIN_S
+        while True:
+            answer_calls(base, calls, ROUND)
+            calls += ROUND
+            workers = {pid for pid, n in calls_by_process(directory).items() if n and pid != master}
+            if len(workers) == WORKERS or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         scrapes = []
         for _ in range(6):  # each scrape is served by one worker or the other
             with urllib.request.urlopen(base + "/metrics", timeout=10) as response:
                 scrapes.append(samples(response.read().decode()))
     finally:
         server.terminate()
-        _, errors = server.communicate(timeout=30)
+        server.wait(timeout=30)
+        # pytest shows this only when the test fails.
+        print(f"gunicorn's stderr ({log}), its end:\n{log.read_text(errors='replace')[-6000:]}")
+    # Every worker answered calls, and each one's own count is part of the total.
+    by_process = calls_by_process(directory)
+    print(f"{calls} calls in rounds of {ROUND}, answered by process: {by_process}")
+    assert len({pid for pid, n in by_process.items() if n}) == WORKERS, by_process
+    assert master not in by_process or by_process[master] == 0  # --preload: its file, zeros
+    assert sum(by_process.values()) == calls
+    # So every scrape, whichever worker served it, says the sum, not one worker's count.
     for found in scrapes:
-        assert value(found, "ivr_calls_started_total") == calls, errors.decode()[-2000:]
+        assert value(found, "ivr_calls_started_total") == calls
         assert value(found, "ivr_steps_total", state="answer", outcome="menu") == calls
         assert value(found, "ivr_webhook_seconds_count", route="/voice") == calls
-    # Both workers took calls, so the totals above are sums, not one worker's count.
-    if mode == "deployer-dir":
-        directory = tmp_path / "deployer"
-    else:
-        (directory,) = temp.glob("ivr-metrics-*")
-    pids = {path.stem.rsplit("_", 1)[1] for path in directory.glob("counter_*.db")}
-    # With --preload the master made the metrics too (its file holds zeros).
-    assert len(pids - {str(server.pid)}) == 2, pids
-    if mode != "deployer-dir":
-        assert directory.name.startswith(f"ivr-metrics-{server.pid}-")

@@ -8,9 +8,12 @@ scrape, served by any worker, adds them all up.
   applies: empty it before the server starts (e.g. `ExecStartPre=` in systemd).
 - Not set, under gunicorn: a directory per gunicorn master is made in the temp folder,
   `ivr-metrics-<master pid>-<its start time>`. Without `--preload` each worker runs
-  `create_app` after the fork and finds its master as its parent; with `--preload` the
-  master runs it and sets the variable, which the workers inherit. Directories of masters
-  that are no longer running are removed when the next one starts.
+  `create_app` after the fork and takes its master's pid from gunicorn's worker object;
+  with `--preload` the master runs it (inside gunicorn's arbiter) and sets the variable,
+  which the workers inherit. Which of the two is running is read from gunicorn's own
+  objects on the call stack, never guessed from a command line: the master's parent
+  (a shell, tini, supervisord, pytest) may well mention gunicorn in its own. Directories
+  of masters that are no longer running are removed when the next one starts.
 - Not set, one process (`ivr serve`, tests): plain in-process counters.
 
 prometheus_client decides between in-process and file-backed values when it is first
@@ -42,6 +45,8 @@ from ivr.web import dashboard
 from ivr.web.services import services
 
 if TYPE_CHECKING:
+    from types import FrameType
+
     from prometheus_client import CollectorRegistry, Counter, Histogram
     from prometheus_client.core import Metric
 
@@ -130,7 +135,14 @@ def multiprocess_dir() -> Path | None:
         return Path(given)
     if not os.environ.get("SERVER_SOFTWARE", "").startswith("gunicorn"):
         return None  # gunicorn's master sets SERVER_SOFTWARE for itself and its workers
-    master = os.getppid() if _is_gunicorn(os.getppid()) else os.getpid()
+    master = _gunicorn_master()
+    if master is None:
+        master = os.getpid()
+        log.warning(
+            "cannot tell this process's gunicorn master: /metrics counts this process only;"
+            " set %s to a directory the server's processes share",
+            MULTIPROC_ENV,
+        )
     root = Path(tempfile.gettempdir())
     sweep(root)
     directory = root / f"{DIR_PREFIX}{master}-{_started(master)}"
@@ -160,13 +172,27 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _is_gunicorn(pid: int) -> bool:
-    """Tell whether a process is a gunicorn master (Linux's /proc; elsewhere assume so)."""
-    try:
-        command = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return sys.platform != "linux"
-    return b"gunicorn" in command
+def _gunicorn_master() -> int | None:
+    """Return the pid of the gunicorn master loading the app in this process, None if unknown.
+
+    gunicorn loads the app either in a worker after the fork (`Worker.init_process`, any
+    worker class), and the worker knows its master as `ppid`, or with `--preload` in the
+    master itself before it forks (`Arbiter.setup`). Whichever of the two is on the call
+    stack says which; the parent's command line would not (`tini -- gunicorn …` is the
+    parent of a master, not one).
+    """
+    arbiter = getattr(sys.modules.get("gunicorn.arbiter"), "Arbiter", None)
+    worker = getattr(sys.modules.get("gunicorn.workers.base"), "Worker", None)
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        owner = frame.f_locals.get("self")
+        if worker is not None and isinstance(owner, worker):
+            ppid = getattr(owner, "ppid", None)
+            return ppid if isinstance(ppid, int) else os.getppid()
+        if arbiter is not None and isinstance(owner, arbiter):
+            return os.getpid()
+        frame = frame.f_back
+    return None
 
 
 def _started(pid: int) -> str:
