@@ -50,9 +50,7 @@ _PG_TO_BYTES = (
 def upgrade() -> None:
     bind = op.get_bind()
     if bind.dialect.name == "postgresql":
-        op.execute(
-            f"ALTER TABLE entries ALTER COLUMN entry_key TYPE bytea USING {_PG_TO_BYTES}"
-        )
+        op.execute(f"ALTER TABLE entries ALTER COLUMN entry_key TYPE bytea USING {_PG_TO_BYTES}")
         return
     _rebuild_sqlite(sa.LargeBinary(16), "ivr_convert_key(entry_key)", convert_key)
 
