@@ -156,16 +156,22 @@ def ledger_import(csv_file: Path, database_url: str) -> None:
     """Load entries from CSV_FILE (contract,posted_at,amount,kind,memo), all or nothing."""
     with (
         open_ledger(database_url) as engine,
-        click.progressbar(length=1, label="Importing", file=sys.stderr) as bar,
+        click.progressbar(length=1, label="Checking ", file=sys.stderr) as bar,
     ):
         db.create_schema(engine)
 
+        def checking(done: int, total: int) -> None:
+            bar.length = max(total, 1)
+            bar.update(done - bar.pos)
+
         def progress(done: int, total: int) -> None:
+            if bar.label != "Importing":  # the whole file passed: the bar starts again
+                bar.label, bar.pos = "Importing", 0
             bar.length = max(total, 1)
             bar.update(done - bar.pos)
 
         try:
-            report = db.import_csv(engine, csv_file, progress=progress)
+            report = db.import_csv(engine, csv_file, progress=progress, checking=checking)
         except IvrError as exc:
             message = f"{exc}\nNothing was imported; fix the file and rerun."
             raise click.ClickException(message) from None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
@@ -182,3 +182,72 @@ def test_naive_timestamps_are_refused(engine: Engine) -> None:
     with Session(engine) as session, pytest.raises(Exception, match="UTC offset"):
         db.record_failed_lookup(session, "x", datetime(2026, 1, 1))
         session.flush()
+
+
+# --- issue 11: the fast import keeps every promise ----------------------------------------
+
+
+def big_rows(count: int) -> str:
+    """`count` canonical rows (the billing export's form: the import's fast path)."""
+    return "".join(
+        f"{with_check_digit(f'{59_000_000_000 + n % 997:011d}')},"
+        f"2026-{n % 11 + 1:02d}-{n % 28 + 1:02d}T{n % 24:02d}:{n % 60:02d}:00.{n % 999_999 + 1:06d}"
+        f"+00:00,{-(n % 1000)}.{n % 100:02d},charge,Абонентская плата {n}\n"
+        for n in range(count)
+    )
+
+
+def test_an_overlapping_canonical_file_adds_only_its_new_rows(
+    engine: Engine, tmp_path: Path
+) -> None:
+    rows = big_rows(3000).splitlines(keepends=True)
+    first = write_csv(tmp_path, "".join(rows[:2000]), "first.csv")
+    assert db.import_csv(engine, first).added == 2000
+    # 1000 rows already there (the same moments written with another offset and amount
+    # form, so through the slow path), 1000 new, and a new row given twice.
+    again = [row if n % 2 else _shifted(row) for n, row in enumerate(rows)]
+    twice = "590000000018,2026-11-01T00:00:00.5+00:00,1.50,payment,twice\n"
+    second = write_csv(tmp_path, "".join(again[1000:]) + twice + twice, "second.csv")
+    report = db.import_csv(engine, second)
+    assert (report.rows, report.added, report.already_present) == (2002, 1001, 1001)
+    assert entry_count(engine) == 3001
+    assert db.import_csv(engine, second).added == 0
+    assert totals_agree(engine)
+
+
+def _shifted(row: str) -> str:
+    """The same entry, its time written at +05:00 and its amount with a plus sign."""
+    contract, stamp, amount, kind, memo = row.split(",", 4)
+    moment = datetime.fromisoformat(stamp).astimezone(timezone(timedelta(hours=5)))
+    amount = amount if amount.startswith("-") else "+" + amount
+    return ",".join((contract, moment.isoformat(), amount, kind, memo))
+
+
+def test_a_bad_last_row_of_a_big_file_imports_nothing(engine: Engine, tmp_path: Path) -> None:
+    count = db.BATCH_ROWS + 1234
+    bad = "590000000018,2026-02-30T10:00:00.123456+00:00,1.00,payment,no such day\n"
+    path = write_csv(tmp_path, big_rows(count) + bad)
+    with pytest.raises(ImportFileError) as caught:
+        db.import_csv(engine, path)
+    assert str(caught.value).startswith(f"{path}:{count + 2}: posted_at '2026-02-30T10")
+    assert entry_count(engine) == 0
+    with Session(engine) as session:
+        assert session.scalar(select(func.count()).select_from(db.Account)) == 0
+    assert db.import_csv(engine, write_csv(tmp_path, big_rows(count), "good.csv")).added == count
+
+
+def totals_agree(engine: Engine) -> bool:
+    """Whether `month_totals` holds exactly the sums of the entries per account and month."""
+    with Session(engine) as session:
+        summed: dict[tuple[int, int], Decimal] = {}
+        for account_id, posted_at, amount in session.execute(
+            select(db.Entry.account_id, db.Entry.posted_at, db.Entry.amount)
+        ):
+            month = posted_at.year * 12 + posted_at.month - 1
+            summed[account_id, month] = summed.get((account_id, month), Decimal(0)) + amount
+        kept = {
+            (t.account_id, t.month): t.amount
+            for t in session.scalars(select(db.MonthTotal))
+            if t.amount != 0
+        }
+    return kept == {k: v for k, v in summed.items() if v != 0}

@@ -3,7 +3,8 @@ migrations and the models describe one schema; `ivr db` reports and upgrades."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import hashlib
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -14,7 +15,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from click.testing import CliRunner
-from sqlalchemy import Engine, insert, inspect, text
+from sqlalchemy import Engine, String, insert, inspect, literal, text
 from sqlalchemy.orm import Session
 
 from ivr import db
@@ -227,8 +228,17 @@ def fill(engine: Engine, tables: tuple[str, ...]) -> None:
             )
 
 
-def insert_ledger_rows(engine: Engine, path: Path) -> None:
-    """Insert a CSV's entries row by row, as billing does: no import path, no month totals."""
+def old_key(row: db.LedgerRow) -> str:
+    """The key an import gave a row before revision 0003: the whole SHA-256, in hex."""
+    text = "|".join((row.contract, row.posted_at.isoformat(), str(row.amount), row.kind, row.memo))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def insert_ledger_rows(engine: Engine, path: Path, key: Callable[[Any], Any] = old_key) -> None:
+    """Insert a CSV's entries row by row, as billing does: no import path, no month totals.
+
+    Keyed as the import of a ledger from before revision 0003 keyed them (`old_key`).
+    """
     rows = [row for _line, row in db.read_csv(path)]
     accounts, entries = db.Account.__table__, db.Entry.__table__
     with engine.begin() as connection:
@@ -244,7 +254,8 @@ def insert_ledger_rows(engine: Engine, path: Path) -> None:
                     amount=row.amount,
                     kind=row.kind,
                     memo=row.memo,
-                    entry_key=row.key,
+                    # Bound as its own type: a hex key of before 0003, a new one's bytes.
+                    entry_key=literal(key(row), String() if isinstance(key(row), str) else None),
                 )
             )
 
@@ -308,6 +319,9 @@ def test_a_ledger_from_before_migrations_is_adopted_with_every_row(
     assert migrate.bring_to_head(engine) is migrate.Outcome.ADOPTED
 
     assert migrate.current(engine) == migrate.head()
+    # Every row as it was; the entries' hex keys as revision 0003 converts them.
+    for entry in before["entries"]:
+        entry["entry_key"] = db.convert_key(entry["entry_key"])
     assert rows_of(engine, tables) == before
     assert differences(engine) == []
     with Session(engine) as session:
@@ -405,3 +419,74 @@ def test_the_migrations_ship_with_the_package() -> None:
     shipped = {p.relative_to(migrate.MIGRATIONS).as_posix() for p in migrate.MIGRATIONS.rglob("*")}
     assert {"env.py", "script.py.mako", "versions/0001_initial.py"} <= shipped
     assert migrate.script().get_base() == "0001"
+
+
+def test_revision_0003_converts_the_keys_so_old_imports_still_count(engine: Engine) -> None:
+    migrate.upgrade(engine, "0002")
+    insert_ledger_rows(engine, DEMO_CSV)  # keyed as before 0003: 64 hex digits
+    with engine.begin() as connection:
+        account = connection.execute(text("SELECT min(id) FROM accounts")).scalar_one()
+        for memo, key in (("billing's own, no key", None), ("billing's own key", "BILL-42")):
+            connection.execute(
+                text(
+                    "INSERT INTO entries (account_id, posted_at, amount, kind, memo, entry_key) "
+                    "VALUES (:a, :t, :m, 'charge', :memo, :key)"
+                ),
+                {
+                    "a": account,
+                    "t": AT.replace(tzinfo=None) if engine.dialect.name == "sqlite" else AT,
+                    "m": -100 if engine.dialect.name == "sqlite" else Decimal("-1.00"),
+                    "memo": memo,
+                    "key": key,
+                },
+            )
+    old = {
+        memo: key
+        for memo, key in db_rows(engine, "SELECT memo, entry_key FROM entries ORDER BY id")
+    }
+    balances = demo_balances(engine)
+
+    migrate.upgrade(engine)
+
+    assert migrate.current(engine) == migrate.head()
+    assert differences(engine) == []
+    new = dict(db_rows(engine, "SELECT memo, entry_key FROM entries ORDER BY id"))
+    assert new["billing's own, no key"] is None
+    assert bytes(new["billing's own key"]) == db.content_key("BILL-42")
+    for memo, key in old.items():
+        if key is not None and key != "BILL-42":
+            assert bytes(new[memo]) == bytes.fromhex(key)[:16] == db.convert_key(key)
+    # The same file imported today finds every row already there.
+    report = db.import_csv(engine, DEMO_CSV)
+    assert (report.rows, report.added) == (12, 0)
+    assert demo_balances(engine) == balances
+    # The totals' triggers survived the rebuild (SQLite): billing's plain INSERT in an
+    # earlier month, which a balance reads from `month_totals` only, moves the balance.
+    october = datetime(2026, 10, 15, tzinfo=UTC)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO entries (account_id, posted_at, amount, kind, memo) "
+                "SELECT id, :t, :m, 'payment', 'late' FROM accounts WHERE contract = :c"
+            ),
+            {
+                "t": october.replace(tzinfo=None) if engine.dialect.name == "sqlite" else october,
+                "m": 1000 if engine.dialect.name == "sqlite" else Decimal("10.00"),
+                "c": "590000000018",
+            },
+        )
+    with Session(engine) as session:
+        assert db.balance(session, "590000000018", AT) == balances["590000000018"] + 10
+
+
+def db_rows(engine: Engine, sql: str) -> list[Any]:
+    with engine.connect() as connection:
+        return [tuple(row) for row in connection.execute(text(sql))]
+
+
+def demo_balances(engine: Engine) -> dict[str, Decimal | None]:
+    with Session(engine) as session:
+        return {
+            contract: db.balance(session, contract, AT)
+            for contract in ("590000000018", "590000000026", "590000000034")
+        }

@@ -19,6 +19,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     Numeric,
     String,
     Table,
@@ -119,9 +120,9 @@ class Entry(Base):
     amount: Mapped[Decimal] = mapped_column(Money())
     kind: Mapped[str] = mapped_column(String(20))
     memo: Mapped[str] = mapped_column(Text(), default="")
-    # A digest of the row's content: importing the same file twice adds nothing.
-    # Entries billing posts by other means may leave it empty.
-    entry_key: Mapped[str | None] = mapped_column(String(64), unique=True)
+    # A digest of the row's content, 16 bytes (`ivr.db.imports.content_key`): importing the
+    # same file twice adds nothing. Entries billing posts by other means may leave it empty.
+    entry_key: Mapped[bytes | None] = mapped_column(LargeBinary(16), unique=True)
 
 
 class MonthTotal(Base):
