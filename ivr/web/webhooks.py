@@ -63,7 +63,7 @@ def _first_twiml(reply: flow.Reply, language: str) -> str:
 
 def answer_step() -> Response:
     """Answer the keys pressed at a Gather (or its silence)."""
-    call = flow.Call.from_query(request.args)
+    call = _call_state(request.environ.get("QUERY_STRING", ""))
     digits = request.form.get("Digits")
     with db.StepUnit(services().engine) as unit:
         ctx = _context(unit.ledger)
@@ -75,7 +75,7 @@ def answer_step() -> Response:
         unit.record(reply.failed_try)
         if reply.promise is not None and not unit.write_promise(reply.promise):
             reply = flow.promise_not_written(call, ctx)  # another step holds the promise
-        if reply.contract is not None:
+        if reply.contract is not None and log.isEnabledFor(logging.INFO):
             log.info(
                 "call %s: contract %s -> %s",
                 request.form.get("CallSid", "?"),
@@ -87,6 +87,12 @@ def answer_step() -> Response:
     response = _twiml(reply, call.lang)
     _log_step(ctx, call.state, reply)
     return response
+
+
+@functools.lru_cache(maxsize=4096)  # calls in the same state send the same query string
+def _call_state(query: str) -> flow.Call:
+    """Read the call state from the query string (a bad one raises, and is not kept)."""
+    return flow.Call.from_query(request.args)
 
 
 def answer_fallback() -> Response:
@@ -228,18 +234,18 @@ def _audio_url(file: str, version: int) -> str:
     return (services().public_url or request.host_url.rstrip("/")) + path
 
 
+@functools.lru_cache(maxsize=4096)  # calls in the same state share it; a Call is immutable
 def _action_url(call: flow.Call) -> str:
     return "/voice/step?" + urlencode(call.to_query())
 
 
-def _xml(document: str) -> Response:
+def _xml(document: str | bytes) -> Response:
     return Response(document, 200, mimetype=TWIML)
 
 
 def _prompts_for(language: str) -> PromptSet:
     """Return the prompts of a language, in the voice the dialed hotline asks for."""
-    voice = dialed_line().voice_for(language)
-    return services().prompts.get(language).with_voice(voice)
+    return services().voiced(language, dialed_line().voice_for(language))
 
 
 def _prompts_or_none(language: str) -> PromptSet | None:
