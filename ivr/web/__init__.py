@@ -10,7 +10,6 @@ from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
-
 from urllib.parse import parse_qsl
 
 from flask import Flask, Request
