@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from datetime import UTC, datetime, tzinfo
-from urllib.parse import urlencode
+from urllib.parse import quote_plus
 
 from flask import Response, abort, g, jsonify, request, send_file, url_for
 from werkzeug.exceptions import HTTPException
@@ -234,9 +235,17 @@ def _audio_url(file: str, version: int) -> str:
     return (services().public_url or request.host_url.rstrip("/")) + path
 
 
-@functools.lru_cache(maxsize=4096)  # calls in the same state share it; a Call is immutable
+# What quote_plus leaves as it is: a value made of these needs no quoting.
+_URL_SAFE = re.compile(r"[A-Za-z0-9_.~-]*")
+
+
 def _action_url(call: flow.Call) -> str:
-    return "/voice/step?" + urlencode(call.to_query())
+    """Build the next step's URL: what urlencode gives, without quoting plain values."""
+    query = call.to_query()
+    return "/voice/step?" + "&".join(
+        f"{key}={value if _URL_SAFE.fullmatch(value) else quote_plus(value)}"
+        for key, value in query.items()
+    )
 
 
 def _xml(document: str | bytes) -> Response:
