@@ -28,6 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import PoolProxiedConnection
 
 from ivr.db.hotline_tables import failed_lookups_since
 from ivr.db.schema import Account, Entry, FailedLookup, Money, MonthTotal, UtcDateTime
@@ -147,10 +148,10 @@ class CompiledRead:
             processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
             constant = None if bind.required else bind.effective_value
             self._binds[name] = (constant, processor)
-        self._results = tuple(
-            column.type.dialect_impl(dialect).result_processor(dialect, None)
-            for column in statement.selected_columns
-        )
+        self._types = [column.type.dialect_impl(dialect) for column in statement.selected_columns]
+        # Made from the first result's column type codes, as SQLAlchemy does (PostgreSQL's
+        # numeric conversion depends on the type the server sends).
+        self._results: tuple[Callable[[Any], Any] | None, ...] | None = None
 
     def parameters(self, values: dict[str, Any]) -> Any:
         """Convert `values` (and the statement's constants) for the driver."""
@@ -162,18 +163,25 @@ class CompiledRead:
             return converted
         return tuple(converted[name] for name in self._positions)
 
-    def one(self, connection: Connection, values: dict[str, Any]) -> tuple[Any, ...]:
-        """Run the statement on `connection`'s driver connection; return its one row."""
+    def one(self, driver: PoolProxiedConnection, values: dict[str, Any]) -> tuple[Any, ...]:
+        """Run the statement on a pooled driver connection; return its one row.
+
+        On a disconnect the connection is invalidated and the pool replaced, as
+        `Connection.execute` does, so a retry checks out a new connection.
+        """
         parameters = self.parameters(values)
-        driver = connection.connection
         cursor = driver.cursor()
         try:
             cursor.execute(self.sql, parameters)
             row = cursor.fetchone()
+            if self._results is None:
+                codes = [column[1] for column in cursor.description]
+                self._results = tuple(
+                    kind.result_processor(self.dialect, code)
+                    for kind, code in zip(self._types, codes, strict=True)
+                )
         except self.dialect.loaded_dbapi.Error as error:
             gone = self.dialect.is_disconnect(error, driver.dbapi_connection, cursor)
-            if gone:
-                connection.invalidate(error)
             raise DBAPIError.instance(
                 self.sql,
                 parameters,
@@ -252,6 +260,7 @@ class LedgerView:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._connection: Connection | None = None
+        self._driver: PoolProxiedConnection | None = None  # checked out for compiled reads
         self._session: Session | None = None
         self._accounts: dict[str, int] = {}  # contract -> account id, found this step
         self._balances: dict[tuple[str, datetime], Decimal] = {}
@@ -264,15 +273,75 @@ class LedgerView:
     def connection(self) -> Connection:
         """The step's read connection (autocommit), checked out on first use."""
         if self._connection is None:
-            connection = self.engine.connect()
+            if self._driver is not None:  # the compiled reads' connection: wrap it
+                connection = Connection(self.engine, connection=self._driver)
+                self._driver = None
+            else:
+                connection = self.engine.connect()
+                self._fresh = True
             # pysqlite sends no BEGIN before a SELECT anyway, and switching its isolation
             # level costs a PRAGMA at checkout and one at return; PostgreSQL's driver
             # switches autocommit on the client, with no round trip.
             if connection.dialect.name != "sqlite":
                 connection = connection.execution_options(isolation_level="AUTOCOMMIT")
             self._connection = connection
-            self._fresh = True
         return self._connection
+
+    def _pooled(self) -> PoolProxiedConnection:
+        """The step's pooled driver connection for compiled reads (autocommit).
+
+        Checked out of the pool without a SQLAlchemy `Connection` around it (a third of
+        a checkout's cost); `connection` wraps it if the step needs one later.
+        """
+        if self._connection is not None:
+            return self._connection.connection
+        if self._driver is None:
+            dialect = self.engine.dialect
+            try:
+                driver = self.engine.raw_connection()
+            except dialect.loaded_dbapi.Error as error:  # as `engine.connect()` raises it
+                raise DBAPIError.instance(
+                    None,
+                    None,
+                    error,
+                    dialect.loaded_dbapi.Error,
+                    connection_invalidated=dialect.is_disconnect(error, None, None),
+                    dialect=dialect,
+                ) from error
+            if self.engine.dialect.name != "sqlite" and driver.dbapi_connection is not None:
+                self.engine.dialect.set_isolation_level(driver.dbapi_connection, "AUTOCOMMIT")
+            self._driver = driver
+            self._fresh = True
+        return self._driver
+
+    def _read_compiled(self, statement: CompiledRead, values: dict[str, Any]) -> tuple[Any, ...]:
+        """Run a compiled read, retried once on a new connection like `_read`."""
+        driver = self._pooled()
+        first, self._fresh = self._fresh, False
+        try:
+            return statement.one(driver, values)
+        except DBAPIError as error:
+            if not (first and error.connection_invalidated):
+                raise
+            # As SQLAlchemy does on a disconnect: this connection and every other one
+            # pooled before it go (a server restart kills them all), then one retry.
+            driver.invalidate(error)
+            self.engine.dispose(close=False)
+        self._give_back()
+        return statement.one(self._pooled(), values)
+
+    def _give_back(self) -> None:
+        """Return the step's connection to the pool (an invalidated one is dropped)."""
+        connection, driver = self._connection, self._driver
+        self._connection = self._driver = None
+        self._fresh = False
+        if connection is not None:
+            connection.close()
+        if driver is not None:
+            raw = driver.dbapi_connection if driver.is_valid else None
+            if raw is not None and self.engine.dialect.name != "sqlite":
+                self.engine.dialect.reset_isolation_level(raw)
+            driver.close()
 
     def _read(self, query: Callable[[Connection], T]) -> T:
         """Run a read; if the pooled connection turns out dead, retry once on a new one.
@@ -289,9 +358,7 @@ class LedgerView:
         except DBAPIError as error:
             if not (first and error.connection_invalidated):
                 raise
-        connection.close()
-        self._connection = None
-        self._fresh = False
+        self._give_back()
         return query(self.connection)
 
     @property
@@ -354,7 +421,7 @@ class LedgerView:
             **_at(at),
         }
         lookup = _compiled_lookup(self.engine.dialect)
-        failures, account, months, current, charges = self._read(lambda c: lookup.one(c, params))
+        failures, account, months, current, charges = self._read_compiled(lookup, params)
         self._failures[caller, since] = int(failures)
         if account is not None:
             self._accounts[contract] = account
@@ -369,8 +436,7 @@ class LedgerView:
         finally:
             if self._session is not None:
                 self._session.close()
-            if self._connection is not None:
-                self._connection.close()
+            self._give_back()
 
     # Self-service after the balance (issue 10): the queries are in ivr.db.selfservice.
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import hmac
 import logging
-from hashlib import sha1
 from urllib.parse import quote
 
 from flask import Response, request
@@ -61,7 +60,7 @@ def _valid(
     payload = url + "".join(
         name + value for name in sorted(form.keys()) for value in sorted(set(form.getlist(name)))
     )
-    mac = hmac.new(validator.token, payload.encode("utf-8"), sha1)
-    if hmac.compare_digest(base64.b64encode(mac.digest()), signature.encode("utf-8")):
+    mac = hmac.digest(validator.token, payload.encode("utf-8"), "sha1")
+    if hmac.compare_digest(base64.b64encode(mac), signature.encode("utf-8")):
         return True
     return bool(validator.validate(url, form, signature))
