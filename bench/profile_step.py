@@ -50,8 +50,11 @@ TOKEN = "profile-token"
 # matches counts, so a function that calls another of the same label is not added twice.
 WATCH: dict[str, list[tuple[str, str]]] = {
     "whole request (test client)": [("werkzeug/test.py", "open")],
-    "signature check (RequestValidator.validate)": [("request_validator.py", "validate")],
-    "form parsing (request.form)": [("werkzeug/formparser.py", "parse")],
+    "signature check, form read included": [("ivr/web/signature.py", "check_signature")],
+    "form parsing (request.form)": [
+        ("werkzeug/formparser.py", "parse"),
+        ("ivr/web/__init__.py", "_load_form_data"),
+    ],
     "contract lookup (LedgerView._read_compiled)": [("ivr/db/ledger.py", "_read_compiled")],
     "lockout query (failed_lookups_since)": [("ivr/db/hotline_tables.py", "failed_lookups_since")],
     "balance query (ledger.balance), all calls": [("ivr/db/ledger.py", "balance")],

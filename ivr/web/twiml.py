@@ -10,6 +10,7 @@ references), an element with neither text nor children written as `<Name ... />`
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 
 from ivr.flow import Call, Line, Reply
@@ -52,17 +53,16 @@ def render(
     elif reply.next is not None and reply.gather is not None:
         url = action_url(reply.next)
         gather = reply.gather
-        attributes = {
-            "action": url,
-            "finishOnKey": gather.finish_on_key,
-            "input": "dtmf",
-            "method": "POST",
-            "numDigits": str(gather.num_digits),
-            "timeout": str(gather.timeout_s),
-        }
+        attribute = _escape_attribute(url)
         inside: list[str] = []
         _say(inside, prompts, reply.prompt, audio_url)
-        parts.append(_element("Gather", attributes, None, inside))
+        # The attributes in name order, as `_element` sorts them.
+        head = (
+            f'<Gather action="{attribute}"'
+            f' finishOnKey="{_escape_attribute(gather.finish_on_key)}" input="dtmf"'
+            f' method="POST" numDigits="{gather.num_digits}" timeout="{gather.timeout_s}"'
+        )
+        parts.append(f"{head}>{''.join(inside)}</Gather>" if inside else head + " />")
         # A Gather that times out with no keys falls through to here, and the step
         # without Digits counts as silence.
         parts.append(_element("Redirect", {"method": "POST"}, url))
@@ -125,9 +125,15 @@ def _say(
         if recording is not None and audio_url is not None:
             parts.append(_element("Play", {}, audio_url(recording.file, recording.version)))
         else:
+            head = _say_head(prompts.language, prompts.voice)
             text = prompts.render(line.phrase, line.values)
-            attributes = {"language": prompts.language, "voice": prompts.voice}
-            parts.append(_element("Say", attributes, text))
+            parts.append(f"{head}{_escape_text(text)}</Say>" if text else head[:-1] + " />")
+
+
+@functools.lru_cache(maxsize=64)  # a few languages and voices
+def _say_head(language: str, voice: str) -> str:
+    """The opening <Say> tag of a language and voice, as `_element` writes it."""
+    return _element("Say", {"language": language, "voice": voice}, None)[:-3] + ">"
 
 
 def _element(
