@@ -10,6 +10,7 @@ entries posted by then. Ten years of daily charges read ~120 totals and ~30 entr
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -200,7 +201,8 @@ class CompiledRead:
         )
 
 
-_compiled_lookups: dict[Dialect, CompiledRead] = {}
+# One compiled lookup per engine's dialect, gone with the engine.
+_compiled_lookups: weakref.WeakKeyDictionary[Dialect, CompiledRead] = weakref.WeakKeyDictionary()
 
 
 def _compiled_lookup(dialect: Dialect) -> CompiledRead:
@@ -254,7 +256,9 @@ class LedgerView:
     nothing (the first one) touches no connection at all. `session`, also made on first
     use, is a transactional ORM session for what must be written together; the unit of
     work commits it. `expect_lookup` lets the web layer announce the contract step, so
-    the lockout count, the account and its balance come in one statement.
+    the lockout count, the account, its balance and its 30-day charges come in one
+    statement, run compiled on the pooled driver connection (no `Connection` around it
+    unless the step also writes or reads otherwise; then `connection` wraps the same one).
     """
 
     def __init__(self, engine: Engine) -> None:
