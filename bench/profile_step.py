@@ -50,14 +50,19 @@ TOKEN = "profile-token"
 # matches counts, so a function that calls another of the same label is not added twice.
 WATCH: dict[str, list[tuple[str, str]]] = {
     "whole request (test client)": [("werkzeug/test.py", "open")],
-    "signature check (RequestValidator.validate)": [("request_validator.py", "validate")],
-    "form parsing (request.form)": [("werkzeug/formparser.py", "parse")],
+    "signature check, form read included": [("ivr/web/signature.py", "check_signature")],
+    "form parsing (request.form)": [
+        ("werkzeug/formparser.py", "parse"),
+        ("ivr/web/__init__.py", "_load_form_data"),
+    ],
+    "contract lookup (LedgerView._read_compiled)": [("ivr/db/ledger.py", "_read_compiled")],
     "lockout query (failed_lookups_since)": [("ivr/db/hotline_tables.py", "failed_lookups_since")],
     "balance query (ledger.balance), all calls": [("ivr/db/ledger.py", "balance")],
     "call-log write (db.log_step)": [("ivr/db/hotline_tables.py", "log_step")],
     "session commit (Session.commit)": [("orm/session.py", "commit")],
     "SQL execution (Connection._execute_context)": [("engine/base.py", "_execute_context")],
     "SQLite driver (sqlite3 execute)": [("~", "<method 'execute' of 'sqlite3.Cursor' objects>")],
+    "PostgreSQL driver (psycopg execute)": [("psycopg/cursor.py", "execute")],
     "SQLite commit (sqlite3 commit)": [("~", "<method 'commit' of 'sqlite3.Connection' objects>")],
     "connection checkout (pool connect)": [("sqlalchemy/pool/base.py", "_checkout")],
     "new DB connection (pool _create_connection)": [("pool/base.py", "__connect")],
@@ -116,6 +121,10 @@ def round_trips(
 ) -> str:
     """Count what a step sends to the database: statements, BEGIN/COMMIT/ROLLBACK, checkouts.
 
+    Counted at the driver, so statements run on the driver's cursor (the contract step's
+    compiled lookup) count too: SQLite's trace callback sees every statement SQLite runs,
+    pysqlite's implicit BEGIN and COMMIT included; on PostgreSQL psycopg's cursor
+    executes are counted, and SQLAlchemy's transaction events stand in for BEGIN/COMMIT.
     The call-log batch (a background thread) is flushed first and left out: it is
     one INSERT per batch of steps, not per step.
     """
@@ -125,35 +134,53 @@ def round_trips(
     if call_log is not None:
         call_log.flush()
     counts: Counter[str] = Counter()
-    dbapi_begins: Counter[str] = Counter()
 
-    def statement(conn: Any, cursor: Any, text: str, *args: Any) -> None:
+    def count(text: str) -> None:
         if threading.current_thread() is threading.main_thread():
             counts[text.split(None, 1)[0].upper()] += 1
 
-    hooks = [
-        ("before_cursor_execute", statement),
-        ("begin", lambda conn: dbapi_begins.update(["BEGIN (transaction)"])),
-        ("commit", lambda conn: dbapi_begins.update(["COMMIT"])),
-        ("rollback", lambda conn: dbapi_begins.update(["ROLLBACK"])),
+    sqlite = engine.dialect.name == "sqlite"
+    hooks: list[tuple[Any, str, Any]] = [
+        (engine.pool, "checkout", lambda *a: counts.update(["pool checkout"])),
     ]
-    checkouts = Counter[str]()
-    pool_hook = ("checkout", lambda *a: checkouts.update(["pool checkout"]))
-    for name, fn in hooks:
-        event.listen(engine, name, fn)
-    event.listen(engine.pool, *pool_hook)
+    if sqlite:
+        hooks += [
+            (engine.pool, "checkout", lambda dbapi, *a: dbapi.set_trace_callback(count)),
+            (engine.pool, "checkin", lambda dbapi, *a: dbapi and dbapi.set_trace_callback(None)),
+        ]
+    else:
+        hooks += [
+            (engine, "begin", lambda conn: counts.update(["BEGIN (SQLAlchemy transaction)"])),
+            (engine, "commit", lambda conn: counts.update(["COMMIT"])),
+            (engine, "rollback", lambda conn: counts.update(["ROLLBACK"])),
+        ]
+    patched = None
+    if not sqlite:
+        import psycopg
+
+        patched = psycopg.Cursor.execute
+
+        def execute(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+            count(str(query))
+            return patched(self, query, *args, **kwargs)
+
+        psycopg.Cursor.execute = execute  # type: ignore[method-assign]
+    for target, name, fn in hooks:
+        event.listen(target, name, fn)
     try:
         for r in requests:
             call(r)
     finally:
-        for name, fn in hooks:
-            event.remove(engine, name, fn)
-        event.remove(engine.pool, *pool_hook)
+        for target, name, fn in hooks:
+            event.remove(target, name, fn)
+        if patched is not None:
+            import psycopg
+
+            psycopg.Cursor.execute = patched  # type: ignore[method-assign]
     if call_log is not None:
         call_log.flush()
     n = len(requests)
-    every = {**counts, **dbapi_begins, **checkouts}
-    return ", ".join(f"{k} {v / n:.2f}" for k, v in sorted(every.items())) or "none"
+    return ", ".join(f"{k} {v / n:.2f}" for k, v in sorted(counts.items())) or "none"
 
 
 _apps: list[Any] = []

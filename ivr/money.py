@@ -39,6 +39,7 @@ _RU_RUBLE: Final = ("рубль", "рубля", "рублей")
 _RU_KOPECK: Final = ("копейка", "копейки", "копеек")
 
 
+@functools.lru_cache(maxsize=8192)  # balances repeat (zero, round sums, a call's repeat)
 def _ru_amount(rubles: int, kopecks: int) -> str:
     """Say rubles and kopecks in Russian, each unit agreeing with its number."""
     # sum_string picks the unit form itself; "копейка" is feminine ("одна", "две").
@@ -75,6 +76,7 @@ def preload() -> None:
     import inflect  # noqa: F401
 
 
+@functools.lru_cache(maxsize=8192)
 def _en_amount(rubles: int, kopecks: int) -> str:
     """Say rubles and kopecks in English, with the plural chosen from the number."""
     words = f"{_en_number(rubles)} {'ruble' if rubles == 1 else 'rubles'}"

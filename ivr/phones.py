@@ -8,6 +8,7 @@ rest the hotline's settings name one (see `time_zone`).
 from __future__ import annotations
 
 import functools
+import re
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
@@ -17,11 +18,22 @@ DEFAULT_REGION = "RU"  # how a number without a country code is read ("8 342 ...
 UNKNOWN_CALLER = "unknown"  # anonymous or unparsable callers share one lockout bucket
 
 
-@functools.lru_cache(maxsize=4096)  # every step parses the same few numbers again
+# A Russian number already in E.164, as Twilio sends From and To: phonenumbers gives it
+# back unchanged (tests/test_phones.py checks every 4-digit prefix), so it is not parsed.
+_RUSSIAN_E164 = re.compile(r"\+7[0-9]{10}")
+
+
 def e164(raw: str | None, region: str = DEFAULT_REGION) -> str | None:
     """Normalise a phone number to E.164, or return None when it is not a number."""
     if not raw:
         return None
+    if _RUSSIAN_E164.fullmatch(raw):
+        return raw
+    return _parsed_e164(raw, region)
+
+
+@functools.lru_cache(maxsize=4096)  # every step of a call parses the same numbers again
+def _parsed_e164(raw: str, region: str) -> str | None:
     try:
         number = phonenumbers.parse(raw, region)
     except phonenumbers.NumberParseException:

@@ -10,19 +10,31 @@ entries posted by then. Ten years of daily charges read ~120 totals and ~30 entr
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, bindparam, func, select, type_coerce
+from sqlalchemy import (
+    Connection,
+    Dialect,
+    Engine,
+    Select,
+    bindparam,
+    func,
+    literal_column,
+    select,
+    type_coerce,
+)
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import PoolProxiedConnection
 
 from ivr.db.hotline_tables import failed_lookups_since
 from ivr.db.schema import Account, Entry, FailedLookup, Money, MonthTotal, UtcDateTime
 from ivr.db.totals import month_number, month_start
-from ivr.selfservice import Payment, PromiseFacts
+from ivr.selfservice import WINDOW, Payment, PromiseFacts
 
 Executor = Session | Connection
 T = TypeVar("T")
@@ -63,11 +75,37 @@ def _balance_parts(account: Any) -> tuple[Any, Any]:
     return type_coerce(months, Money()), type_coerce(current, Money())
 
 
+def charges_sum(account: Any) -> Any:
+    """The sum of an account's charges posted after :charges_since, up to :at (negative).
+
+    The days-left estimate's spend; one range of the entries index, like the month's.
+    """
+    return type_coerce(
+        select(func.coalesce(func.sum(_entries.amount), 0))
+        .where(
+            _entries.account_id == account,
+            _entries.kind == "charge",
+            _entries.posted_at > bindparam("charges_since", type_=UtcDateTime()),
+            _entries.posted_at <= bindparam("at", type_=UtcDateTime()),
+        )
+        .scalar_subquery(),
+        Money(),
+    )
+
+
+def spend(charges: Decimal) -> Decimal:
+    """Return the magnitude of a (negative) sum of charges: what the account spent."""
+    return max(-charges, Decimal(0)).quantize(Decimal("0.01"))
+
+
 _ACCOUNT_BALANCE = select(*_balance_parts(bindparam("account")))
 
-# One round trip for the contract step: the caller's recent failures (lockout), the
-# contract's account and its balance. An unknown contract gives NULL account and sums.
-_account_id = select(_accounts.id).where(_accounts.contract == bindparam("contract"))
+# One statement for the contract step: the caller's recent failures (lockout), the
+# contract's account, its balance and its charges of the last 30 days (days left). An
+# unknown contract gives NULL account and zero sums. The account is joined once (an
+# outer join on one row, so the failures come back either way) and the sums correlate
+# on it, instead of looking the contract up in each subquery.
+_one_row = select(literal_column("1").label("one")).subquery("one_row")
 _LOOKUP = select(
     select(func.count())
     .select_from(FailedLookup.__table__)
@@ -76,14 +114,102 @@ _LOOKUP = select(
         _failed.at >= bindparam("since", type_=UtcDateTime()),
     )
     .scalar_subquery(),
-    _account_id.scalar_subquery(),
-    *_balance_parts(_account_id.scalar_subquery()),
+    _accounts.id,
+    *_balance_parts(_accounts.id),
+    charges_sum(_accounts.id),
+).select_from(
+    _one_row.outerjoin(Account.__table__, _accounts.contract == bindparam("contract"))
 )
 
 
 def _at(at: datetime) -> dict[str, Any]:
     month = month_number(at.astimezone(UTC))
     return {"at": at, "month": month, "month_start": month_start(month)}
+
+
+class CompiledRead:
+    """A read statement compiled once for a dialect and run on the driver's own cursor.
+
+    SQLAlchemy's `Connection.execute` costs about 90 µs a statement in Python (the
+    statement's cache key, the execution context, the result object): twice what SQLite
+    takes to answer the contract step's statement. The SQL, the bind and result
+    conversions are SQLAlchemy's own (`compile`, the types' processors), worked out once;
+    a driver error is raised as SQLAlchemy's `DBAPIError`, with `connection_invalidated`
+    set (and the connection invalidated) when the dialect calls it a disconnect, as
+    `Connection.execute` would.
+    """
+
+    def __init__(self, statement: Select[Any], dialect: Dialect) -> None:
+        compiled = statement.compile(dialect=dialect)
+        self.dialect = dialect
+        self.sql = compiled.string
+        self._positions = tuple(compiled.positiontup or ()) if compiled.positional else None
+        self._binds: dict[str, tuple[Any, Callable[[Any], Any] | None]] = {}
+        for bind, name in compiled.bind_names.items():
+            processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            constant = None if bind.required else bind.effective_value
+            self._binds[name] = (constant, processor)
+        self._types = [column.type.dialect_impl(dialect) for column in statement.selected_columns]
+        # Made from the first result's column type codes, as SQLAlchemy does (PostgreSQL's
+        # numeric conversion depends on the type the server sends).
+        self._results: tuple[Callable[[Any], Any] | None, ...] | None = None
+
+    def parameters(self, values: dict[str, Any]) -> Any:
+        """Convert `values` (and the statement's constants) for the driver."""
+        converted = {}
+        for name, (constant, processor) in self._binds.items():
+            value = values[name] if name in values else constant
+            converted[name] = value if processor is None or value is None else processor(value)
+        if self._positions is None:
+            return converted
+        return tuple(converted[name] for name in self._positions)
+
+    def one(self, driver: PoolProxiedConnection, values: dict[str, Any]) -> tuple[Any, ...]:
+        """Run the statement on a pooled driver connection; return its one row.
+
+        On a disconnect the connection is invalidated and the pool replaced, as
+        `Connection.execute` does, so a retry checks out a new connection.
+        """
+        parameters = self.parameters(values)
+        cursor = driver.cursor()
+        try:
+            cursor.execute(self.sql, parameters)
+            row = cursor.fetchone()
+            if self._results is None:
+                codes = [column[1] for column in cursor.description]
+                self._results = tuple(
+                    kind.result_processor(self.dialect, code)
+                    for kind, code in zip(self._types, codes, strict=True)
+                )
+        except self.dialect.loaded_dbapi.Error as error:
+            gone = self.dialect.is_disconnect(error, driver.dbapi_connection, cursor)
+            raise DBAPIError.instance(
+                self.sql,
+                parameters,
+                error,
+                self.dialect.loaded_dbapi.Error,
+                connection_invalidated=gone,
+                dialect=self.dialect,
+            ) from error
+        finally:
+            cursor.close()
+        if row is None:
+            raise LookupError("the statement returned no row")
+        return tuple(
+            value if convert is None else convert(value)
+            for value, convert in zip(row, self._results, strict=True)
+        )
+
+
+# One compiled lookup per engine's dialect, gone with the engine.
+_compiled_lookups: weakref.WeakKeyDictionary[Dialect, CompiledRead] = weakref.WeakKeyDictionary()
+
+
+def _compiled_lookup(dialect: Dialect) -> CompiledRead:
+    found = _compiled_lookups.get(dialect)
+    if found is None:
+        found = _compiled_lookups[dialect] = CompiledRead(_LOOKUP, dialect)
+    return found
 
 
 def as_connection(executor: Executor) -> Connection:
@@ -130,16 +256,20 @@ class LedgerView:
     nothing (the first one) touches no connection at all. `session`, also made on first
     use, is a transactional ORM session for what must be written together; the unit of
     work commits it. `expect_lookup` lets the web layer announce the contract step, so
-    the lockout count, the account and its balance come in one statement.
+    the lockout count, the account, its balance and its 30-day charges come in one
+    statement, run compiled on the pooled driver connection (no `Connection` around it
+    unless the step also writes or reads otherwise; then `connection` wraps the same one).
     """
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._connection: Connection | None = None
+        self._driver: PoolProxiedConnection | None = None  # checked out for compiled reads
         self._session: Session | None = None
         self._accounts: dict[str, int] = {}  # contract -> account id, found this step
         self._balances: dict[tuple[str, datetime], Decimal] = {}
         self._failures: dict[tuple[str, datetime], int] = {}
+        self._charges: dict[tuple[int, datetime, datetime], Decimal] = {}
         self._expected: tuple[str, datetime, str, datetime] | None = None
         self._fresh = False  # the connection has not been used yet
 
@@ -147,15 +277,75 @@ class LedgerView:
     def connection(self) -> Connection:
         """The step's read connection (autocommit), checked out on first use."""
         if self._connection is None:
-            connection = self.engine.connect()
+            if self._driver is not None:  # the compiled reads' connection: wrap it
+                connection = Connection(self.engine, connection=self._driver)
+                self._driver = None
+            else:
+                connection = self.engine.connect()
+                self._fresh = True
             # pysqlite sends no BEGIN before a SELECT anyway, and switching its isolation
             # level costs a PRAGMA at checkout and one at return; PostgreSQL's driver
             # switches autocommit on the client, with no round trip.
             if connection.dialect.name != "sqlite":
                 connection = connection.execution_options(isolation_level="AUTOCOMMIT")
             self._connection = connection
-            self._fresh = True
         return self._connection
+
+    def _pooled(self) -> PoolProxiedConnection:
+        """The step's pooled driver connection for compiled reads (autocommit).
+
+        Checked out of the pool without a SQLAlchemy `Connection` around it (a third of
+        a checkout's cost); `connection` wraps it if the step needs one later.
+        """
+        if self._connection is not None:
+            return self._connection.connection
+        if self._driver is None:
+            dialect = self.engine.dialect
+            try:
+                driver = self.engine.raw_connection()
+            except dialect.loaded_dbapi.Error as error:  # as `engine.connect()` raises it
+                raise DBAPIError.instance(
+                    None,
+                    None,
+                    error,
+                    dialect.loaded_dbapi.Error,
+                    connection_invalidated=dialect.is_disconnect(error, None, None),
+                    dialect=dialect,
+                ) from error
+            if self.engine.dialect.name != "sqlite" and driver.dbapi_connection is not None:
+                self.engine.dialect.set_isolation_level(driver.dbapi_connection, "AUTOCOMMIT")
+            self._driver = driver
+            self._fresh = True
+        return self._driver
+
+    def _read_compiled(self, statement: CompiledRead, values: dict[str, Any]) -> tuple[Any, ...]:
+        """Run a compiled read, retried once on a new connection like `_read`."""
+        driver = self._pooled()
+        first, self._fresh = self._fresh, False
+        try:
+            return statement.one(driver, values)
+        except DBAPIError as error:
+            if not (first and error.connection_invalidated):
+                raise
+            # As SQLAlchemy does on a disconnect: this connection and every other one
+            # pooled before it go (a server restart kills them all), then one retry.
+            driver.invalidate(error)
+            self.engine.dispose(close=False)
+        self._give_back()
+        return statement.one(self._pooled(), values)
+
+    def _give_back(self) -> None:
+        """Return the step's connection to the pool (an invalidated one is dropped)."""
+        connection, driver = self._connection, self._driver
+        self._connection = self._driver = None
+        self._fresh = False
+        if connection is not None:
+            connection.close()
+        if driver is not None:
+            raw = driver.dbapi_connection if driver.is_valid else None
+            if raw is not None and self.engine.dialect.name != "sqlite":
+                self.engine.dialect.reset_isolation_level(raw)
+            driver.close()
 
     def _read(self, query: Callable[[Connection], T]) -> T:
         """Run a read; if the pooled connection turns out dead, retry once on a new one.
@@ -172,9 +362,7 @@ class LedgerView:
         except DBAPIError as error:
             if not (first and error.connection_invalidated):
                 raise
-        connection.close()
-        self._connection = None
-        self._fresh = False
+        self._give_back()
         return query(self.connection)
 
     @property
@@ -228,14 +416,21 @@ class LedgerView:
         if any(announced[key] != value for key, value in asked.items()):
             return
         self._expected = None
-        params = {"caller": caller, "since": since, "contract": contract, **_at(at)}
-        failures, account, months, current = self._read(
-            lambda c: c.execute(_LOOKUP, params).one()
-        )
+        charges_since = at - WINDOW
+        params = {
+            "caller": caller,
+            "since": since,
+            "contract": contract,
+            "charges_since": charges_since,
+            **_at(at),
+        }
+        lookup = _compiled_lookup(self.engine.dialect)
+        failures, account, months, current, charges = self._read_compiled(lookup, params)
         self._failures[caller, since] = int(failures)
         if account is not None:
             self._accounts[contract] = account
             self._balances[contract, at] = Decimal(months) + Decimal(current)
+            self._charges[account, charges_since, at] = spend(Decimal(charges))
 
     def close(self, commit: bool) -> None:
         """Commit the session (when asked and used), and give every connection back."""
@@ -245,8 +440,7 @@ class LedgerView:
         finally:
             if self._session is not None:
                 self._session.close()
-            if self._connection is not None:
-                self._connection.close()
+            self._give_back()
 
     # Self-service after the balance (issue 10): the queries are in ivr.db.selfservice.
 
@@ -254,6 +448,9 @@ class LedgerView:
         return self._read(lambda c: account_balance(c, account, at))
 
     def charges_since(self, account: int, since: datetime, at: datetime) -> Decimal:
+        found = self._charges.get((account, since, at))
+        if found is not None:  # read with the contract step's lookup
+            return found
         from ivr.db import selfservice  # it imports this module's account_balance
 
         return self._read(lambda c: selfservice.charges_since(c, account, since, at))

@@ -34,7 +34,14 @@ from sqlalchemy import Engine, and_, bindparam, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from ivr.db.ledger import Executor, account_balance, as_connection, find_account
+from ivr.db.ledger import (
+    Executor,
+    account_balance,
+    as_connection,
+    charges_sum,
+    find_account,
+    spend,
+)
 from ivr.db.schema import Entry, PromiseGuard, UtcDateTime
 from ivr.flow import PromiseToWrite
 from ivr.selfservice import WINDOW, Payment, PromiseFacts
@@ -43,12 +50,7 @@ PROMISED_PAYMENT = "promised_payment"
 _entries = Entry.__table__.c
 _guards = PromiseGuard.__table__.c
 
-_CHARGES = select(func.coalesce(func.sum(_entries.amount), 0)).where(
-    _entries.account_id == bindparam("account"),
-    _entries.kind == "charge",
-    _entries.posted_at > bindparam("since", type_=UtcDateTime()),
-    _entries.posted_at <= bindparam("at", type_=UtcDateTime()),
-)
+_CHARGES = select(charges_sum(bindparam("account")))
 _LAST_PAYMENT = (
     select(_entries.posted_at, _entries.amount)
     .where(
@@ -78,11 +80,10 @@ _GUARD = select(_guards.call_sid, _guards.taken_at, _guards.returns_at, _guards.
 
 def charges_since(executor: Executor, account_id: int, since: datetime, at: datetime) -> Decimal:
     """Return the magnitude of an account's charges posted after `since`, up to `at`."""
-    params = {"account": account_id, "since": since, "at": at}
+    params = {"account": account_id, "charges_since": since, "at": at}
     total = as_connection(executor).scalar(_CHARGES, params)
     assert isinstance(total, Decimal)  # COALESCE: never NULL; SUM keeps the Money type
-    # A charge is negative; the spend is its magnitude.
-    return max(-total, Decimal(0)).quantize(Decimal("0.01"))
+    return spend(total)  # a charge is negative; the spend is its magnitude
 
 
 def last_payment(executor: Executor, account_id: int, at: datetime) -> Payment | None:

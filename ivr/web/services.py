@@ -8,7 +8,7 @@ from twilio.request_validator import RequestValidator
 from ivr import flow
 from ivr.db import CallLog, Engine
 from ivr.hotlines import HotlineSettings
-from ivr.prompts import PromptLibrary
+from ivr.prompts import PromptLibrary, PromptSet
 
 # The first step's cached TwiML: (prompt set it was made with, flow reply, document).
 FirstStep = tuple[object, object, str]
@@ -37,6 +37,19 @@ class Services:
         # The first step's TwiML depends on the language, the voice, the prompt set in
         # service and the base URL only: key -> (prompt set, reply, document).
         self.first_step: dict[tuple[str, str | None, str | None, str], FirstStep] = {}
+        # Each language's prompt set in a hotline's voice: key -> (set in service, voiced).
+        self._voiced: dict[tuple[str, str | None], tuple[PromptSet, PromptSet]] = {}
+
+    def voiced(self, language: str, voice: str | None) -> PromptSet:
+        """Return the prompt set in service for `language`, spoken by `voice` (None: its own).
+
+        Made once per set and voice rather than per document: a reload makes a new set.
+        """
+        current = self.prompts.get(language)
+        found = self._voiced.get((language, voice))
+        if found is None or found[0] is not current:
+            found = self._voiced[language, voice] = (current, current.with_voice(voice))
+        return found[1]
 
 
 def services() -> Services:

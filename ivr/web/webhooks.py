@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from datetime import UTC, datetime, tzinfo
-from urllib.parse import urlencode
+from urllib.parse import quote_plus
 
 from flask import Response, abort, g, jsonify, request, send_file, url_for
 from werkzeug.exceptions import HTTPException
@@ -63,7 +64,7 @@ def _first_twiml(reply: flow.Reply, language: str) -> str:
 
 def answer_step() -> Response:
     """Answer the keys pressed at a Gather (or its silence)."""
-    call = flow.Call.from_query(request.args)
+    call = _call_state(request.environ.get("QUERY_STRING", ""))
     digits = request.form.get("Digits")
     with db.StepUnit(services().engine) as unit:
         ctx = _context(unit.ledger)
@@ -75,7 +76,7 @@ def answer_step() -> Response:
         unit.record(reply.failed_try)
         if reply.promise is not None and not unit.write_promise(reply.promise):
             reply = flow.promise_not_written(call, ctx)  # another step holds the promise
-        if reply.contract is not None:
+        if reply.contract is not None and log.isEnabledFor(logging.INFO):
             log.info(
                 "call %s: contract %s -> %s",
                 request.form.get("CallSid", "?"),
@@ -87,6 +88,12 @@ def answer_step() -> Response:
     response = _twiml(reply, call.lang)
     _log_step(ctx, call.state, reply)
     return response
+
+
+@functools.lru_cache(maxsize=4096)  # calls in the same state send the same query string
+def _call_state(query: str) -> flow.Call:
+    """Read the call state from the query string (a bad one raises, and is not kept)."""
+    return flow.Call.from_query(request.args)
 
 
 def answer_fallback() -> Response:
@@ -228,18 +235,26 @@ def _audio_url(file: str, version: int) -> str:
     return (services().public_url or request.host_url.rstrip("/")) + path
 
 
+# What quote_plus leaves as it is: a value made of these needs no quoting.
+_URL_SAFE = re.compile(r"[A-Za-z0-9_.~-]*")
+
+
 def _action_url(call: flow.Call) -> str:
-    return "/voice/step?" + urlencode(call.to_query())
+    """Build the next step's URL: what urlencode gives, without quoting plain values."""
+    query = call.to_query()
+    return "/voice/step?" + "&".join(
+        f"{key}={value if _URL_SAFE.fullmatch(value) else quote_plus(value)}"
+        for key, value in query.items()
+    )
 
 
-def _xml(document: str) -> Response:
+def _xml(document: str | bytes) -> Response:
     return Response(document, 200, mimetype=TWIML)
 
 
 def _prompts_for(language: str) -> PromptSet:
     """Return the prompts of a language, in the voice the dialed hotline asks for."""
-    voice = dialed_line().voice_for(language)
-    return services().prompts.get(language).with_voice(voice)
+    return services().voiced(language, dialed_line().voice_for(language))
 
 
 def _prompts_or_none(language: str) -> PromptSet | None:
