@@ -142,7 +142,7 @@ def parse_args(argv: Sequence[str] | None) -> Plan:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="smoke test for CI: 1 000 accounts (lookup vs 100), 4 rounds of 1 s",
+        help="smoke test for CI: 1 000 accounts (lookup vs 100), 6 rounds of 1 s",
     )
     parser.add_argument("--accounts", type=int, help="big ledger size (default 1000000)")
     parser.add_argument(
@@ -198,9 +198,9 @@ def parse_args(argv: Sequence[str] | None) -> Plan:
         small_accounts=args.small_accounts or (100 if quick else 1_000),
         duration=args.duration or (1.0 if quick else 4.0),
         warmup=1.0 if quick else 2.0,
-        # --quick takes 4 short rounds: the floor below is checked on their median ratio,
+        # --quick takes 6 short rounds: the floor below is checked on their median ratio,
         # and two rounds let one noisy second decide a CI run.
-        rounds=args.rounds or (4 if quick else 8),
+        rounds=args.rounds or (6 if quick else 8),
         connections=args.connections,
         workers=args.workers,
         threads=args.threads,
