@@ -99,6 +99,8 @@ def main() -> None:
 def serve(host: str, port: int, insecure: bool, database_url: str) -> None:
     """Run the webhook server (creates the demo ledger on first run)."""
     logging.getLogger().setLevel(logging.INFO)
+    # Alembic narrates every start (plugins, DDL mode); the outcome is what matters.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     token = os.environ.get("TWILIO_AUTH_TOKEN")
     if not token and not insecure:
         raise click.UsageError(
