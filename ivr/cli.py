@@ -289,7 +289,7 @@ def _reaching(engine: db.Engine) -> Iterator[None]:
     except Exception as exc:
         if not db.is_database_error(exc):
             raise
-        raise click.ClickException(f"{db.shown_url(engine)}: {db.reason(exc)}") from None
+        raise click.ClickException(f"{db.masked_url(str(engine.url))}: {db.reason(exc)}") from None
 
 
 # --- prompts ----------------------------------------------------------------------------
@@ -441,7 +441,7 @@ def stats_command(day: datetime | None, zone: str, database_url: str) -> None:
             )
         except LedgerError as exc:
             raise click.ClickException(
-                f"cannot read the call log at {db.shown_url(engine)}: {exc}\n"
+                f"cannot read the call log at {db.masked_url(str(engine.url))}: {exc}\n"
                 "(`ivr ledger init` adds the call-log tables to an older ledger)"
             ) from None
     click.echo(stats.render(report))

@@ -18,9 +18,7 @@ from ivr.db.engine import (
     is_database_error,
     lock_wait,
     make_engine,
-    open_engine,
     reason,
-    shown_url,
 )
 from ivr.db.hotline_tables import (
     CALL_LOG_WAIT_MS,
@@ -130,7 +128,6 @@ __all__ = [
     "masked_contract",
     "month_number",
     "totals",
-    "open_engine",
     "parse_row",
     "read_balance",
     "read_call_log",
@@ -139,5 +136,4 @@ __all__ = [
     "record_call_end",
     "record_call_step",
     "record_failed_lookup",
-    "shown_url",
 ]

@@ -52,21 +52,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-@contextmanager
-def open_engine(url: str) -> Iterator[Engine]:
-    """Give a command the ledger's engine, and close its connections when it is done."""
-    engine = make_engine(url)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
-
-
-def shown_url(engine: Engine) -> str:
-    """Return the engine's URL as SQLAlchemy prints it: without the password."""
-    return engine.url.render_as_string(hide_password=True)
-
-
 def is_database_error(error: BaseException) -> bool:
     """Say whether an error came from the database (or its driver) rather than our code."""
     return isinstance(error, SQLAlchemyError)

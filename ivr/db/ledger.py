@@ -444,9 +444,6 @@ class LedgerView:
 
     # Self-service after the balance (issue 10): the queries are in ivr.db.selfservice.
 
-    def balance_of(self, account: int, at: datetime) -> Decimal:
-        return self._read(lambda c: account_balance(c, account, at))
-
     def charges_since(self, account: int, since: datetime, at: datetime) -> Decimal:
         found = self._charges.get((account, since, at))
         if found is not None:  # read with the contract step's lookup
