@@ -21,9 +21,7 @@ def verdict(digits: str) -> Verdict:
     """Tell a well-formed contract number from a mistyped one."""
     if len(digits) != CONTRACT_LENGTH or not digits.isdigit() or not digits.isascii():
         return Verdict.WRONG_LENGTH
-    if not luhn.is_valid(digits):
-        return Verdict.BAD_CHECK_DIGIT
-    return Verdict.VALID
+    return Verdict.VALID if _luhn_sum_ok(digits) else Verdict.BAD_CHECK_DIGIT
 
 
 def is_valid(digits: str) -> bool:
@@ -41,9 +39,14 @@ def luhn_ok(digits: str) -> bool:
     """
     if len(digits) != CONTRACT_LENGTH or not digits.isascii() or not digits.isdigit():
         return False
+    return _luhn_sum_ok(digits)
+
+
+def _luhn_sum_ok(digits: str) -> bool:
+    """Check the Luhn sum of ASCII digits (tested against python-stdnum's `luhn`)."""
     values = [ord(c) - 48 for c in digits]
     doubled = _DOUBLED
-    total = sum(values[-1::-2]) + sum(doubled[v] for v in values[-2::-2])
+    total = sum(values[-1::-2]) + sum([doubled[v] for v in values[-2::-2]])
     return total % 10 == 0
 
 

@@ -161,17 +161,18 @@ def digits_in_words(digits: str, lang: str) -> str:
     Raise ValueError for an unknown `lang` and for `digits` that is empty or holds
     anything but the ASCII digits 0-9.
     """
-    language = _language(lang)
+    words = _digit_words(lang)
     # fullmatch on [0-9], not str.isdigit: isdigit also accepts "²" and "٣".
     if not _DIGITS.fullmatch(digits):
         raise ValueError(f"digits must be one or more of 0-9, got {digits!r}")
-    return " ".join(_digit_word(language, digit) for digit in digits)
+    return " ".join([words[ord(digit) - 48] for digit in digits])
 
 
 @functools.cache
-def _digit_word(language: _Language, digit: str) -> str:
-    """Say one digit; ten words a language, asked of the library once (a hot path)."""
-    return language.number(int(digit))
+def _digit_words(lang: str) -> tuple[str, ...]:
+    """Say the ten digits; asked of the library once a language (a hot path)."""
+    language = _language(lang)
+    return tuple(language.number(digit) for digit in range(10))
 
 
 # Days and dates in words, for the self-service answers after the balance (issue 10).

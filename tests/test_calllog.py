@@ -211,6 +211,39 @@ def test_masked_contract(keyed: str | None, stored: str | None) -> None:
     assert db.masked_contract(keyed) == stored
 
 
+def test_a_window_reads_whole_calls_that_had_a_step_inside_it(app: Flask) -> None:
+    """Steps of a call that crossed the window's edge come too; a call wholly outside, not."""
+    start = T0
+    end = T0 + timedelta(days=1)
+    steps = [
+        ("CA-crossed-start", start - timedelta(minutes=3)),  # answered before the window
+        ("CA-crossed-start", start + timedelta(minutes=1)),
+        ("CA-crossed-end", end - timedelta(seconds=30)),
+        ("CA-crossed-end", end + timedelta(minutes=2)),  # ended after the window
+        ("CA-inside", start + timedelta(hours=5)),
+        ("CA-before", start - timedelta(minutes=1)),  # wholly outside, near the edge
+        ("CA-after", end),  # the window is half-open: `end` is outside
+        ("CA-long-ago", start - timedelta(days=3)),
+    ]
+    with Session(engine_of(app)) as session:
+        for sid, at in reversed(steps):  # stored out of order: the read sorts
+            db.record_call_step(
+                session,
+                call_sid=sid,
+                caller=CALLER,
+                at=at,
+                state="main",
+                next_state="main",
+                outcome="menu",
+                masked_contract=None,
+            )
+        session.commit()
+        read = db.call_steps_between(session, start, end)
+    assert [(step.call_sid, step.at) for step in read] == sorted(
+        (sid, at) for sid, at in steps if sid.startswith(("CA-crossed", "CA-inside"))
+    )
+
+
 # --- recording never breaks a call ------------------------------------------------------
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, delete, func, insert, select, update
+from stdnum import luhn
 
 from ivr import calllog, db
 from ivr.contract import is_valid, luhn_ok
@@ -205,7 +206,9 @@ def test_luhn_ok_agrees_with_python_stdnum() -> None:
     rng = random.Random(11)
     for _ in range(20_000):
         digits = "".join(rng.choice("0123456789") for _ in range(rng.choice((11, 12, 12, 13))))
-        assert luhn_ok(digits) == is_valid(digits)
+        expected = len(digits) == 12 and luhn.is_valid(digits)
+        assert luhn_ok(digits) == expected
+        assert is_valid(digits) == expected
     assert not luhn_ok("５９００００００００１８")  # full-width digits are not ASCII
 
 
@@ -252,3 +255,29 @@ def test_a_batch_that_cannot_be_written_is_logged_and_dropped(
     db.CallStep.__table__.drop(engine)  # type: ignore[attr-defined]
     assert log.flush() == 0
     assert any("the call log missed 1 steps and 0 ends" in r.getMessage() for r in caplog.records)
+
+
+def test_a_big_batch_goes_in_several_statements_and_every_value_lands(engine: Engine) -> None:
+    from ivr.db.hotline_tables import ROWS_PER_INSERT
+
+    log = db.CallLog(engine, batch_s=60)
+    count = ROWS_PER_INSERT * 2 + 17  # two full statements and a short one
+    written = []
+    for n in range(count):
+        at = NOW + timedelta(microseconds=n * 1001)
+        state = None if n % 3 == 0 else "contract"
+        row = calllog.Step(f"CA{n}", f"+7342200{n:04d}", at, state, None, "menu", None)
+        written.append(row)
+        log.step(row)
+        if n % 100 == 0:
+            log.end(calllog.End(f"CA{n}", f"+7342200{n:04d}", at, "completed", n))
+    assert log.flush() == count + len(range(0, count, 100))
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(
+                db.CallStep.call_sid, db.CallStep.caller, db.CallStep.at, db.CallStep.state
+            ).order_by(db.CallStep.id)
+        ).all()
+        ends = conn.execute(select(db.CallEnd.duration_s).order_by(db.CallEnd.id)).scalars()
+        assert list(ends) == list(range(0, count, 100))
+    assert [tuple(r) for r in rows] == [(w.call_sid, w.caller, w.at, w.state) for w in written]

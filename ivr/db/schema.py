@@ -61,8 +61,23 @@ class Money(TypeDecorator[Decimal]):
         if value is None:
             return None
         if dialect.name == "sqlite":
-            return Decimal(int(value)).scaleb(-2).quantize(KOPECK)
+            return _kopecks_to_rubles(value)
         return Decimal(value).quantize(KOPECK)
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> Any:
+        # On SQLite the column's own type converts nothing: one function instead of
+        # SQLAlchemy's wrapper around `process_result_value` (the contract step reads three).
+        if dialect.name == "sqlite":
+            return _kopecks_to_rubles_or_none
+        return super().result_processor(dialect, coltype)
+
+
+def _kopecks_to_rubles(value: Any) -> Decimal:
+    return Decimal(int(value)).scaleb(-2).quantize(KOPECK)
+
+
+def _kopecks_to_rubles_or_none(value: Any) -> Decimal | None:
+    return None if value is None else _kopecks_to_rubles(value)
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -79,11 +94,27 @@ class UtcDateTime(TypeDecorator[datetime]):
         value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
+    def bind_processor(self, dialect: Dialect) -> Any:
+        # On SQLite: SQLAlchemy's DATETIME text ("2026-12-02 13:31:07.000000", which
+        # `isoformat` writes alike) in one step, instead of a wrapper, the conversion
+        # above and a %-format; the contract step binds four timestamps.
+        if dialect.name == "sqlite":
+            return _sqlite_text
+        return super().bind_processor(dialect)
+
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
         assert isinstance(value, datetime)
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _sqlite_text(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("ledger timestamps must carry a UTC offset")
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 class Base(DeclarativeBase):
@@ -177,7 +208,6 @@ class CallStep(Base):
     __tablename__ = "call_steps"
     __table_args__ = (
         Index("ix_call_steps_at", "at"),
-        Index("ix_call_steps_call_sid_at", "call_sid", "at"),
         CheckConstraint("contract IS NULL OR contract LIKE '%*%'", name="ck_call_steps_masked"),
     )
 

@@ -5,19 +5,19 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime
 from urllib.parse import quote_plus
 
-from flask import Response, abort, g, jsonify, request, send_file, url_for
+from flask import Response, abort, jsonify, request, send_file, url_for
 from werkzeug.exceptions import HTTPException
 
 from ivr import calllog, db, flow
 from ivr.contract import mask
-from ivr.hotlines import DialedLine
-from ivr.phones import caller_id, e164, time_zone
+from ivr.phones import caller_id
 from ivr.prompts import AUDIO_TYPES, PromptSet
 from ivr.web import metrics, twiml
-from ivr.web.services import services
+from ivr.web.services import Services, services
+from ivr.web.twilio_request import TwilioRequest, twilio_request
 
 log = logging.getLogger(__name__)
 
@@ -26,48 +26,41 @@ TWIML = "text/xml"
 
 def answer_call() -> Response:
     """Answer a new call with the greeting and the main menu."""
-    language = dialed_line().language
-    with db.StepUnit(services().engine) as unit:  # reads nothing: touches no connection
-        ctx = _context(unit.ledger)
+    hook = twilio_request()
+    language = hook.line.language
+    with db.StepUnit(hook.shared.engine) as unit:  # reads nothing: touches no connection
+        ctx = _context(hook, unit.ledger)
         reply = flow.start(language, ctx)
         unit.record(reply.failed_try)
-    response = _xml(_first_twiml(reply, language))
-    _log_step(ctx, None, reply)
+    response = _xml(_first_twiml(hook, reply, language))
+    _log_step(hook, ctx, None, reply)
     return response
 
 
-def _first_twiml(reply: flow.Reply, language: str) -> str:
+def _first_twiml(hook: TwilioRequest, reply: flow.Reply, language: str) -> str:
     """Render the first step's TwiML once per language, voice, prompt set and base URL.
 
     Every call starts the same way, so the document is reused while the prompt set in
     service (a reload makes a new one) and the reply stay the same.
     """
-    shared = services()
-    voice = dialed_line().voice_for(language)
-    operator = dialed_line().operator
-    key = (language, voice, operator, shared.public_url or request.host_url)
+    shared = hook.shared
+    key = (language, hook.line.voice_for(language), hook.line.operator, hook.base_url)
     prompts = shared.prompts.get(language)
     cached = shared.first_step.get(key)
     if cached is not None and cached[0] is prompts and cached[1] == reply:
         return cached[2]
-    document = twiml.render(
-        reply,
-        language,
-        prompts_for=_prompts_for,
-        action_url=_action_url,
-        operator=operator,
-        audio_url=_audio_url,
-    )
+    document = _render(hook, reply, language)
     shared.first_step[key] = (prompts, reply, document)
     return document
 
 
 def answer_step() -> Response:
     """Answer the keys pressed at a Gather (or its silence)."""
-    call = _call_state(request.environ.get("QUERY_STRING", ""))
-    digits = request.form.get("Digits")
-    with db.StepUnit(services().engine) as unit:
-        ctx = _context(unit.ledger)
+    hook = twilio_request()
+    call = _call_state(hook.request.environ.get("QUERY_STRING", ""))
+    digits = hook.form.get("Digits")
+    with db.StepUnit(hook.shared.engine) as unit:
+        ctx = _context(hook, unit.ledger)
         if call.state is flow.State.CONTRACT and digits:
             # The contract step asks the lockout count, then the balance: one statement.
             since = ctx.now - ctx.limits.lockout_window
@@ -79,14 +72,14 @@ def answer_step() -> Response:
         if reply.contract is not None and log.isEnabledFor(logging.INFO):
             log.info(
                 "call %s: contract %s -> %s",
-                request.form.get("CallSid", "?"),
+                ctx.call_sid or "?",
                 mask(reply.contract),
                 reply.outcome.value,
             )
     # The ledger session is committed (a failed entry counts) before the call log is
     # written, and the call log cannot take the answer away.
-    response = _twiml(reply, call.lang)
-    _log_step(ctx, call.state, reply)
+    response = _xml(_render(hook, reply, call.lang))
+    _log_step(hook, ctx, call.state, reply)
     return response
 
 
@@ -98,7 +91,8 @@ def _call_state(query: str) -> flow.Call:
 
 def answer_fallback() -> Response:
     """Apologise without touching the ledger (Twilio's fallback URL)."""
-    return _xml(twiml.apology(_prompts_or_none(dialed_line().language), _audio_url))
+    hook = twilio_request()
+    return _xml(twiml.apology(_prompts_or_none(hook.line.language), hook.audio_url))
 
 
 def record_status() -> Response:
@@ -147,92 +141,46 @@ def prompt_audio(file: str) -> Response:
     return send_file(path, mimetype=AUDIO_TYPES[path.suffix.lower()], max_age=86400)
 
 
-def _context(ledger: flow.Ledger) -> flow.Context:
+def _context(hook: TwilioRequest, ledger: flow.Ledger) -> flow.Context:
     """Build what the flow may consult this step: the caller, the moment, the ledger view."""
     return flow.Context(
-        caller=caller_id(request.form.get("From")),
+        caller=hook.caller,
         now=datetime.now(UTC),
         ledger=ledger,
-        operator_available=dialed_line().operator is not None,
-        limits=services().limits,
-        call_sid=request.form.get("CallSid", ""),
-        zone=_hotline_zone(),
+        operator_available=hook.line.operator is not None,
+        limits=hook.shared.limits,
+        call_sid=hook.call_sid,
+        zone=hook.zone,
     )
 
 
-def _hotline_zone() -> tzinfo:
-    """Return the time zone of the dialed hotline's number, in which dates are told."""
-    return _zone_of(e164(request.form.get("To")))
-
-
-@functools.lru_cache(maxsize=256)  # a few hotline numbers, asked every step
-def _zone_of(dialed: str | None) -> tzinfo:
-    if dialed is None:
-        return flow.DEFAULT_ZONE
-    return time_zone(dialed, default=flow.DEFAULT_ZONE)
-
-
-def dialed_line() -> DialedLine:
-    """Return the settings of the number this request's caller dialed, read once a request."""
-    if "ivr_line" not in g:
-        g.ivr_line = services().settings.for_number(request.form.get("To"))
-    line: DialedLine = g.ivr_line
-    return line
-
-
-def _log_step(ctx: flow.Context, state: flow.State | None, reply: flow.Reply) -> None:
+def _log_step(
+    hook: TwilioRequest, ctx: flow.Context, state: flow.State | None, reply: flow.Reply
+) -> None:
     """Keep the step in the call log (never raises)."""
     metrics.step(state.value if state is not None else None, reply.outcome.value)  # issue 12
-    _record_step(
-        caller=ctx.caller,
-        at=ctx.now,
-        state=state.value if state is not None else None,
-        next_state=reply.next.state.value if reply.next is not None else None,
-        outcome=reply.outcome.value,
-        contract=reply.contract,
-    )
-
-
-def _record_step(
-    *,
-    caller: str,
-    at: datetime,
-    state: str | None,
-    next_state: str | None,
-    outcome: str,
-    contract: str | None = None,
-) -> None:
-    services().call_log.step(
+    hook.shared.call_log.step(
         calllog.Step(
-            call_sid=request.form.get("CallSid") or calllog.UNKNOWN_CALL,
-            caller=caller,
-            at=at,
-            state=state,
-            next_state=next_state,
-            outcome=outcome,
-            contract=contract,
+            call_sid=ctx.call_sid or calllog.UNKNOWN_CALL,
+            caller=ctx.caller,
+            at=ctx.now,
+            state=state.value if state is not None else None,
+            next_state=reply.next.state.value if reply.next is not None else None,
+            outcome=reply.outcome.value,
+            contract=reply.contract,
         ),
     )
 
 
-def _twiml(reply: flow.Reply, lang: str) -> Response:
-    document = twiml.render(
+def _render(hook: TwilioRequest, reply: flow.Reply, lang: str) -> str:
+    return twiml.render(
         reply,
         lang,
-        prompts_for=_prompts_for,
+        prompts_for=hook.prompts_for,
         action_url=_action_url,
-        operator=dialed_line().operator,
-        audio_url=_audio_url,
+        operator=hook.line.operator,
+        audio_url=hook.audio_url,
     )
-    return _xml(document)
-
-
-def _audio_url(file: str, version: int) -> str:
-    """Build the absolute URL Twilio fetches a recorded phrase from."""
-    # `v` changes with the file, so Twilio, which caches what it plays, fetches a new take;
-    # the base is the public URL behind a proxy, else the host the request came to.
-    path = url_for("prompt_audio", file=file, v=version)
-    return (services().public_url or request.host_url.rstrip("/")) + path
 
 
 # What quote_plus leaves as it is: a value made of these needs no quoting.
@@ -252,14 +200,9 @@ def _xml(document: str | bytes) -> Response:
     return Response(document, 200, mimetype=TWIML)
 
 
-def _prompts_for(language: str) -> PromptSet:
-    """Return the prompts of a language, in the voice the dialed hotline asks for."""
-    return services().voiced(language, dialed_line().voice_for(language))
-
-
 def _prompts_or_none(language: str) -> PromptSet | None:
     try:
-        return _prompts_for(language)
+        return twilio_request().prompts_for(language)
     except Exception:
         log.exception("no prompts to apologise with")
         return None
@@ -271,27 +214,39 @@ def apologise(error: Exception) -> Response | HTTPException:
         return error
     metrics.apology(error)  # issue 12
     log.error("a webhook failed, the caller hears the apology: %s", _describe(error))
-    language = request.args.get("l") or services().settings.default.language
+    shared = services()
+    language = request.args.get("l") or shared.settings.default.language
     document = twiml.apology(_prompts_or_none(language), _audio_url)
     # When the database is what failed, another write to it would only add its timeout
     # to the caller's wait; the line above is the record.
     if request.endpoint in ("answer_call", "answer_step") and not db.is_database_error(error):
-        _log_apology()
+        _log_apology(shared)
     return _xml(document)
 
 
-def _log_apology() -> None:
+def _audio_url(file: str, version: int) -> str:
+    """Build the URL of a recorded phrase, for an apology (the request may be unreadable)."""
+    shared = services()
+    base = shared.public_url or request.host_url.rstrip("/")
+    return base + url_for("prompt_audio", file=file, v=version)
+
+
+def _log_apology(shared: Services) -> None:
     """Keep a step that ended in the apology in the call log (never raises)."""
     try:
         state: str | None = flow.State(request.args.get("s")).value
     except ValueError:
         state = None  # a missing or unreadable state; never store what the URL held
-    _record_step(
-        caller=caller_id(request.form.get("From")),
-        at=datetime.now(UTC),
-        state=state,
-        next_state=None,
-        outcome=calllog.APOLOGY,
+    form = request.form
+    shared.call_log.step(
+        calllog.Step(
+            call_sid=form.get("CallSid") or calllog.UNKNOWN_CALL,
+            caller=caller_id(form.get("From")),
+            at=datetime.now(UTC),
+            state=state,
+            next_state=None,
+            outcome=calllog.APOLOGY,
+        ),
     )
 
 
