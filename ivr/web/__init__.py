@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import timedelta
@@ -91,11 +92,33 @@ def split_form(body: str) -> list[tuple[str, str]]:
             continue
         name, _, value = pair.partition("=")
         if "%" in name or "+" in name:
-            name = unquote(name.replace("+", " "), errors="werkzeug.url_quote")
+            name = _unquote(name.replace("+", " "))
         if "%" in value or "+" in value:
-            value = unquote(value.replace("+", " "), errors="werkzeug.url_quote")
+            value = _unquote(value.replace("+", " "))
         items.append((name, value))
     return items
+
+
+_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
+
+
+def _unquote(text: str) -> str:
+    """Undo %-escapes as `unquote` does: a regular expression for ASCII text, else `unquote`.
+
+    Twilio escapes everything but letters and digits ("%2B7342..."); each escape becomes
+    its byte (as a latin-1 character), and the bytes are read as UTF-8. Escapes that do
+    not make UTF-8 go to `unquote`, which keeps them as werkzeug does.
+    """
+    if text.isascii():
+        try:
+            return _ESCAPE.sub(_byte_of, text).encode("latin-1").decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+    return unquote(text, errors="werkzeug.url_quote")
+
+
+def _byte_of(escape: re.Match[str]) -> str:
+    return chr(int(escape[1], 16))
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:

@@ -21,7 +21,7 @@ from ivr.web.twilio_request import TwilioRequest, twilio_request
 
 log = logging.getLogger(__name__)
 
-TWIML = "text/xml"
+TWIML_TYPE = "text/xml; charset=utf-8"
 
 
 def answer_call() -> Response:
@@ -197,7 +197,8 @@ def _action_url(call: flow.Call) -> str:
 
 
 def _xml(document: str | bytes) -> Response:
-    return Response(document, 200, mimetype=TWIML)
+    # The whole Content-Type, so werkzeug need not work out the charset of a mimetype.
+    return Response(document, 200, content_type=TWIML_TYPE)
 
 
 def _prompts_or_none(language: str) -> PromptSet | None:
