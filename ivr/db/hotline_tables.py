@@ -220,7 +220,7 @@ class CallLog:
             self._add(end)
 
     def _add(self, row: Step | End) -> None:
-        if self._owner != os.getpid():
+        if self._owner is None:  # set by this process's thread; a fork clears it
             self._start()
         self._rows.append(row)
 
