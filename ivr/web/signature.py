@@ -15,6 +15,7 @@ from flask import Response, request
 from twilio.request_validator import RequestValidator
 from werkzeug.datastructures import MultiDict
 
+from ivr.web.services import services
 from ivr.web.twilio_request import twilio_request
 
 log = logging.getLogger(__name__)
@@ -40,15 +41,15 @@ def signed_url(environ: Mapping[str, Any], base_url: str) -> str:
 
 def check_signature() -> Response | None:
     """Refuse a /voice request without a good signature (when a token is configured)."""
-    if not request.path.startswith("/voice"):
+    validator = services().validator
+    if validator is None or not request.path.startswith("/voice"):
         return None
-    hook = twilio_request()
-    environ = hook.request.environ
-    validator = hook.shared.validator
-    if validator is None:
-        return None
+    incoming = twilio_request()
+    environ = incoming.request.environ
     signature = environ.get("HTTP_X_TWILIO_SIGNATURE", "")
-    if signature and _valid(validator, signed_url(environ, hook.base_url), hook.form, signature):
+    if signature and _valid(
+        validator, signed_url(environ, incoming.base_url), incoming.form, signature
+    ):
         return None
     log.warning("refused a request to %s: missing or wrong X-Twilio-Signature", request.path)
     return Response("Forbidden: bad or missing X-Twilio-Signature\n", 403, mimetype="text/plain")

@@ -26,41 +26,41 @@ TWIML_TYPE = "text/xml; charset=utf-8"
 
 def answer_call() -> Response:
     """Answer a new call with the greeting and the main menu."""
-    hook = twilio_request()
-    language = hook.line.language
-    with db.StepUnit(hook.shared.engine) as unit:  # reads nothing: touches no connection
-        ctx = _context(hook, unit.ledger)
+    incoming = twilio_request()
+    language = incoming.line.language
+    with db.StepUnit(incoming.shared.engine) as unit:  # reads nothing: touches no connection
+        ctx = _context(incoming, unit.ledger)
         reply = flow.start(language, ctx)
         unit.record(reply.failed_try)
-    response = _xml(_first_twiml(hook, reply, language))
-    _log_step(hook, ctx, None, reply)
+    response = _xml(_first_twiml(incoming, reply, language))
+    _log_step(incoming, ctx, None, reply)
     return response
 
 
-def _first_twiml(hook: TwilioRequest, reply: flow.Reply, language: str) -> str:
+def _first_twiml(incoming: TwilioRequest, reply: flow.Reply, language: str) -> str:
     """Render the first step's TwiML once per language, voice, prompt set and base URL.
 
     Every call starts the same way, so the document is reused while the prompt set in
     service (a reload makes a new one) and the reply stay the same.
     """
-    shared = hook.shared
-    key = (language, hook.line.voice_for(language), hook.line.operator, hook.base_url)
+    shared = incoming.shared
+    key = (language, incoming.line.voice_for(language), incoming.line.operator, incoming.base_url)
     prompts = shared.prompts.get(language)
     cached = shared.first_step.get(key)
     if cached is not None and cached[0] is prompts and cached[1] == reply:
         return cached[2]
-    document = _render(hook, reply, language)
+    document = _render(incoming, reply, language)
     shared.first_step[key] = (prompts, reply, document)
     return document
 
 
 def answer_step() -> Response:
     """Answer the keys pressed at a Gather (or its silence)."""
-    hook = twilio_request()
-    call = _call_state(hook.request.environ.get("QUERY_STRING", ""))
-    digits = hook.form.get("Digits")
-    with db.StepUnit(hook.shared.engine) as unit:
-        ctx = _context(hook, unit.ledger)
+    incoming = twilio_request()
+    call = _call_state(incoming.request.environ.get("QUERY_STRING", ""))
+    digits = incoming.form.get("Digits")
+    with db.StepUnit(incoming.shared.engine) as unit:
+        ctx = _context(incoming, unit.ledger)
         if call.state is flow.State.CONTRACT and digits:
             # The contract step asks the lockout count, then the balance: one statement.
             since = ctx.now - ctx.limits.lockout_window
@@ -78,8 +78,8 @@ def answer_step() -> Response:
             )
     # The ledger session is committed (a failed entry counts) before the call log is
     # written, and the call log cannot take the answer away.
-    response = _xml(_render(hook, reply, call.lang))
-    _log_step(hook, ctx, call.state, reply)
+    response = _xml(_render(incoming, reply, call.lang))
+    _log_step(incoming, ctx, call.state, reply)
     return response
 
 
@@ -91,8 +91,8 @@ def _call_state(query: str) -> flow.Call:
 
 def answer_fallback() -> Response:
     """Apologise without touching the ledger (Twilio's fallback URL)."""
-    hook = twilio_request()
-    return _xml(twiml.apology(_prompts_or_none(hook.line.language), hook.audio_url))
+    incoming = twilio_request()
+    return _xml(twiml.apology(_prompts_or_none(incoming.line.language), incoming.audio_url))
 
 
 def record_status() -> Response:
@@ -141,25 +141,25 @@ def prompt_audio(file: str) -> Response:
     return send_file(path, mimetype=AUDIO_TYPES[path.suffix.lower()], max_age=86400)
 
 
-def _context(hook: TwilioRequest, ledger: flow.Ledger) -> flow.Context:
+def _context(incoming: TwilioRequest, ledger: flow.Ledger) -> flow.Context:
     """Build what the flow may consult this step: the caller, the moment, the ledger view."""
     return flow.Context(
-        caller=hook.caller,
+        caller=incoming.caller,
         now=datetime.now(UTC),
         ledger=ledger,
-        operator_available=hook.line.operator is not None,
-        limits=hook.shared.limits,
-        call_sid=hook.call_sid,
-        zone=hook.zone,
+        operator_available=incoming.line.operator is not None,
+        limits=incoming.shared.limits,
+        call_sid=incoming.call_sid,
+        zone=incoming.zone,
     )
 
 
 def _log_step(
-    hook: TwilioRequest, ctx: flow.Context, state: flow.State | None, reply: flow.Reply
+    incoming: TwilioRequest, ctx: flow.Context, state: flow.State | None, reply: flow.Reply
 ) -> None:
     """Keep the step in the call log (never raises)."""
     metrics.step(state.value if state is not None else None, reply.outcome.value)  # issue 12
-    hook.shared.call_log.step(
+    incoming.shared.call_log.step(
         calllog.Step(
             call_sid=ctx.call_sid or calllog.UNKNOWN_CALL,
             caller=ctx.caller,
@@ -172,14 +172,14 @@ def _log_step(
     )
 
 
-def _render(hook: TwilioRequest, reply: flow.Reply, lang: str) -> str:
+def _render(incoming: TwilioRequest, reply: flow.Reply, lang: str) -> str:
     return twiml.render(
         reply,
         lang,
-        prompts_for=hook.prompts_for,
+        prompts_for=incoming.prompts_for,
         action_url=_action_url,
-        operator=hook.line.operator,
-        audio_url=hook.audio_url,
+        operator=incoming.line.operator,
+        audio_url=incoming.audio_url,
     )
 
 
