@@ -2,61 +2,39 @@
 
 from __future__ import annotations
 
-import csv
-import hashlib
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from ivr.contract import CONTRACT_LENGTH, is_valid, luhn_ok, mask
 from ivr.db import totals
-from ivr.db.schema import KINDS, KOPECK
-from ivr.errors import ImportFileError
+from ivr.db.import_parse import (
+    CSV_HEADER,
+    KEY_BYTES,
+    Batch,
+    LedgerRow,
+    content_key,
+    parse_row,
+    parsed,
+    read_csv,
+    staged_rows,
+)
 
-CSV_HEADER = ("contract", "posted_at", "amount", "kind", "memo")
-
-_AMOUNT = re.compile(r"^[+-]?\d{1,10}(\.\d{1,2})?$")
-
-
-@dataclass(frozen=True)
-class LedgerRow:
-    """One validated CSV row."""
-
-    contract: str
-    posted_at: datetime
-    amount: Decimal
-    kind: str
-    memo: str
-
-    @property
-    def key(self) -> bytes:
-        """Identify the row by its content, so a re-import recognises it (see `content_key`)."""
-        text = "|".join(
-            (self.contract, self.posted_at.isoformat(), str(self.amount), self.kind, self.memo)
-        )
-        return content_key(text)
-
-
-KEY_BYTES = 16
-
-
-def content_key(text: str) -> bytes:
-    """Return an entry's key: the first 16 bytes of the SHA-256 of its content's text.
-
-    The text is `contract|posted_at (UTC, isoformat)|amount|kind|memo`. Before revision
-    0003 the key was the whole digest in hex; 0003 keeps the first 32 hex digits as
-    bytes (`convert_key`), so an entry imported before the upgrade and the same row
-    imported after it get one key. 128 bits: for 10^9 entries the chance that any two
-    different rows share a key is about 10^18 / 2^129 ~ 1.5e-21.
-    """
-    return hashlib.sha256(text.encode()).digest()[:KEY_BYTES]
-
+__all__ = [
+    "CSV_HEADER",
+    "KEY_BYTES",
+    "ImportReport",
+    "LedgerRow",
+    "content_key",
+    "convert_key",
+    "import_csv",
+    "parse_row",
+    "read_csv",
+    "staged_rows",
+]
 
 _OLD_KEY = re.compile(r"[0-9a-f]{64}")
 
@@ -85,56 +63,6 @@ class ImportReport:
     @property
     def already_present(self) -> int:
         return self.rows - self.added
-
-
-def parse_row(fields: dict[str, str | None]) -> LedgerRow:
-    """Validate one CSV row; raise ValueError saying what is wrong with it."""
-    contract = (fields.get("contract") or "").strip()
-    if not is_valid(contract):
-        raise ValueError(
-            # Masked: the line number finds the row, and errors may end up in logs.
-            f"contract {mask(contract)!r} is not {CONTRACT_LENGTH} digits with a valid check digit"
-        )
-    raw_time = (fields.get("posted_at") or "").strip()
-    try:
-        posted_at = datetime.fromisoformat(raw_time)
-    except ValueError:
-        raise ValueError(f"posted_at {raw_time!r} is not an ISO 8601 timestamp") from None
-    if posted_at.tzinfo is None:
-        raise ValueError(f"posted_at {raw_time!r} has no UTC offset (add +00:00 or Z)")
-    raw_amount = (fields.get("amount") or "").strip()
-    if not _AMOUNT.match(raw_amount):
-        raise ValueError(f"amount {raw_amount!r} is not a signed decimal with at most 2 decimals")
-    try:
-        amount = Decimal(raw_amount).quantize(KOPECK)
-    except InvalidOperation:
-        raise ValueError(f"amount {raw_amount!r} is not a number") from None
-    kind = (fields.get("kind") or "").strip()
-    if kind not in KINDS:
-        raise ValueError(f"kind {kind!r} is not one of {', '.join(KINDS)}")
-    memo = fields.get("memo") or ""
-    return LedgerRow(contract, posted_at.astimezone(UTC), amount, kind, memo)
-
-
-def read_csv(path: Path) -> Iterator[tuple[int, LedgerRow]]:
-    """Yield (line number, row) for every data row; raise ImportFileError on the first bad one."""
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        header = tuple(reader.fieldnames or ())
-        if header != CSV_HEADER:
-            raise ImportFileError(
-                f"{path}:1: the header must be {','.join(CSV_HEADER)}, got {','.join(header)}"
-            )
-        for fields in reader:
-            line = reader.line_num
-            if None in fields or any(value is None for value in fields.values()):
-                raise ImportFileError(
-                    f"{path}:{line}: expected {len(CSV_HEADER)} fields, got another number"
-                )
-            try:
-                yield line, parse_row(fields)
-            except ValueError as exc:
-                raise ImportFileError(f"{path}:{line}: {exc}") from None
 
 
 def import_csv(
@@ -239,157 +167,48 @@ _MOVE_ENTRIES = (
 def _stage(
     connection: Connection, path: Path, report_read: Callable[[int], None] | None
 ) -> tuple[str, int]:
-    """Validate every row of the file into a staging table; return its name and row count."""
-    dialect = connection.dialect.name
+    """Validate every row of the file into a staging table; return its name and row count.
+
+    A big file is checked in a second process (`import_parse.parsed`) while this one
+    stages the blocks it has passed.
+    """
+    sqlite = connection.dialect.name == "sqlite"
+    with parsed(path, sqlite, report_read) as batches:
+        if sqlite:
+            return "ivr_import", _stage_sqlite(connection, batches)
+        return _stage_pg(connection, batches)
+
+
+def _stage_sqlite(connection: Connection, batches: Iterator[Batch]) -> int:
     driver: Any = connection.connection.driver_connection
-    rows = staged_rows(path, sqlite=dialect == "sqlite", report_read=report_read)
+    # Made outside the transaction (pysqlite begins at the first INSERT): a failed
+    # import leaves it behind on the pooled connection, so clear it first.
+    connection.exec_driver_sql("DROP TABLE IF EXISTS temp.ivr_import")
+    connection.exec_driver_sql(_STAGING_SQLITE)
+    insert = "INSERT INTO ivr_import VALUES (?, ?, ?, ?, ?, ?, ?)"
     total = 0
-    if dialect == "sqlite":
-        # Made outside the transaction (pysqlite begins at the first INSERT): a failed
-        # import leaves it behind on the pooled connection, so clear it first.
-        connection.exec_driver_sql("DROP TABLE IF EXISTS temp.ivr_import")
-        connection.exec_driver_sql(_STAGING_SQLITE)
-        insert = "INSERT INTO ivr_import VALUES (?, ?, ?, ?, ?, ?, ?)"
-        for batch in _batches(rows):
-            driver.executemany(insert, batch)
-            total += len(batch)
-        connection.exec_driver_sql("ANALYZE temp.ivr_import")
-        return "ivr_import", total
+    for rows, batch in batches:
+        driver.executemany(insert, batch)
+        total += rows
+    connection.exec_driver_sql("ANALYZE temp.ivr_import")
+    return total
+
+
+def _stage_pg(connection: Connection, batches: Iterator[Batch]) -> tuple[str, int]:
+    driver: Any = connection.connection.driver_connection
     pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
     staging = f"ivr_import_{int(pid or 0)}"
     connection.exec_driver_sql(f"DROP TABLE IF EXISTS {staging}")
     connection.exec_driver_sql(_STAGING_PG.format(staging=staging))
     columns = "n, contract, posted_at, amount, kind, memo, entry_key"
+    total = 0
     with driver.cursor() as cursor:
         with cursor.copy(f"COPY {staging} ({columns}) FROM STDIN") as copy:
-            for batch in _batches(rows):
-                for row in batch:
-                    copy.write_row(row)
-                total += len(batch)
+            # The batches are COPY text already (`import_parse.staged_batches`).
+            for rows, text in batches:
+                copy.write(text)
+                total += rows
     # The moves read it by ranges of n; the planner needs to know its size.
     connection.exec_driver_sql(f"CREATE INDEX ON {staging} (n)")
     connection.exec_driver_sql(f"ANALYZE {staging}")
     return staging, total
-
-
-def _batches(rows: Iterator[tuple[Any, ...]]) -> Iterator[list[tuple[Any, ...]]]:
-    batch: list[tuple[Any, ...]] = []
-    for row in rows:
-        batch.append(row)
-        if len(batch) >= BATCH_ROWS:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-# The common canonical row, its five fields joined by '|' (the text its key hashes):
-# 12 digits, 'YYYY-MM-DDTHH:MM:SS.ffffff+00:00', '-123.45', a kind, then the memo. Each
-# field is exact (none of the first four can hold '|'), so one match checks them all;
-# the contract's check digit and the date's day of month are checked once per value.
-_CANONICAL = re.compile(
-    r"[0-9]{12}\|"
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]\.[0-9]{6}\+00:00\|"
-    r"-?(?:0|[1-9][0-9]{0,9})\.[0-9]{2}\|"
-    r"(?:payment|charge|adjustment|promised_payment)\|"
-)
-
-
-class _Progress:
-    """Count the bytes a text file hands out, for the progress of the check."""
-
-    def __init__(self, handle: Any, report: Callable[[int], None]) -> None:
-        self._handle = handle
-        self._report = report
-        self._done = 0
-        self._next = 0
-
-    def __iter__(self) -> Iterator[str]:
-        for line in self._handle:
-            self._done += len(line)
-            if self._done >= self._next:
-                self._report(self._done)
-                self._next = self._done + (1 << 22)
-            yield line
-
-
-def staged_rows(
-    path: Path, sqlite: bool, report_read: Callable[[int], None] | None = None
-) -> Iterator[tuple[Any, ...]]:
-    """Yield every row of a file validated and ready to stage; raise ImportFileError on a bad one.
-
-    (n, contract, posted_at, amount, kind, memo, key): the time as SQLite stores it (naive
-    UTC text) or ISO 8601 with its offset; the amount as integer kopecks (SQLite) or
-    canonical text; the key as `content_key` bytes. The common, canonical row takes a fast
-    path (one regular expression, no datetime or Decimal); anything else goes through
-    `parse_row`, which also words the error. `report_read(characters)` now and then.
-    """
-    good_contracts: set[str] = set()
-    good_dates: set[str] = set()
-    canonical = _CANONICAL.match
-    sha256 = hashlib.sha256
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        lines: Any = handle if report_read is None else _Progress(handle, report_read)
-        reader = csv.reader(lines)
-        header = tuple(next(reader, ()))
-        if header != CSV_HEADER:
-            raise ImportFileError(
-                f"{path}:1: the header must be {','.join(CSV_HEADER)}, got {','.join(header)}"
-            )
-        n = 0
-        for fields in reader:
-            if len(fields) != 5:
-                raise ImportFileError(
-                    f"{path}:{reader.line_num}: expected {len(CSV_HEADER)} fields, "
-                    "got another number"
-                )
-            joined = "|".join(fields)
-            if (
-                canonical(joined)
-                and (joined[:12] in good_contracts or _learn_contract(joined, good_contracts))
-                and (joined[13:23] in good_dates or _learn_date(joined, good_dates))
-                and joined[33:39] != "000000"  # else the key's text has no fraction
-            ):
-                # The fields are exact, and `joined` already is the key's text.
-                key = sha256(joined.encode()).digest()[:16]
-                stamp, amount = fields[1], fields[2]
-                if sqlite:
-                    stored = stamp[:10] + " " + stamp[11:26]
-                    kopecks = int(amount.replace(".", ""))
-                    yield n, fields[0], stored, kopecks, fields[3], fields[4], key
-                else:
-                    yield n, fields[0], stamp, amount, fields[3], fields[4], key
-                n += 1
-                continue
-            # The slow path: the exact rules, and the reason when the row breaks one.
-            try:
-                row = parse_row(dict(zip(CSV_HEADER, fields, strict=True)))
-            except ValueError as exc:
-                raise ImportFileError(f"{path}:{reader.line_num}: {exc}") from None
-            amount_text = str(row.amount)
-            if sqlite:
-                stored = row.posted_at.replace(tzinfo=None).isoformat(" ", "microseconds")
-                kopecks = int(amount_text.replace(".", ""))
-                yield n, row.contract, stored, kopecks, row.kind, row.memo, row.key
-            else:
-                stamp = row.posted_at.isoformat()
-                yield n, row.contract, stamp, amount_text, row.kind, row.memo, row.key
-            n += 1
-
-
-def _learn_contract(joined: str, good: set[str]) -> bool:
-    contract = joined[:12]
-    if luhn_ok(contract):
-        good.add(contract)
-        return True
-    return False
-
-
-def _learn_date(joined: str, good: set[str]) -> bool:
-    day = joined[13:23]
-    try:
-        date.fromisoformat(day)
-    except ValueError:
-        return False
-    good.add(day)
-    return True

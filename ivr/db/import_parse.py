@@ -1,0 +1,483 @@
+"""Check a billing export row by row and turn it into staging rows, in a second process if big.
+
+The import (`ivr.db.imports`) stages what this module yields. Two readers give the same
+rows: `staged_rows`, the exact rules through `csv` and `parse_row` (which also words a
+bad row's error), and `staged_batches`, which reads the file as bytes a block at a time
+and checks the common canonical line with one regular expression, handing anything else
+to the exact rules. `parsed` runs `staged_batches` in a child process for a big file, so
+the checking (pure Python, ~2 s of CPU a million rows) runs beside the staging.
+"""
+
+from __future__ import annotations
+
+import binascii
+import csv
+import hashlib
+import io
+import marshal
+import multiprocessing
+import pickle
+import re
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from ivr.contract import CONTRACT_LENGTH, is_valid, luhn_ok, mask
+from ivr.db.schema import KINDS, KOPECK
+from ivr.errors import ImportFileError
+
+CSV_HEADER = ("contract", "posted_at", "amount", "kind", "memo")
+KEY_BYTES = 16
+
+_AMOUNT = re.compile(r"^[+-]?\d{1,10}(\.\d{1,2})?$")
+
+# (rows, payload): a list of row tuples for SQLite's executemany, or the rows as
+# PostgreSQL's COPY text for PostgreSQL.
+Batch = tuple[int, Any]
+
+
+def content_key(text: str) -> bytes:
+    """Return an entry's key: the first 16 bytes of the SHA-256 of its content's text.
+
+    The text is `contract|posted_at (UTC, isoformat)|amount|kind|memo`. Before revision
+    0003 the key was the whole digest in hex; 0003 keeps the first 32 hex digits as
+    bytes (`convert_key`), so an entry imported before the upgrade and the same row
+    imported after it get one key. 128 bits: for 10^9 entries the chance that any two
+    different rows share a key is about 10^18 / 2^129 ~ 1.5e-21.
+    """
+    return hashlib.sha256(text.encode()).digest()[:KEY_BYTES]
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    """One validated CSV row."""
+
+    contract: str
+    posted_at: datetime
+    amount: Decimal
+    kind: str
+    memo: str
+
+    @property
+    def key(self) -> bytes:
+        """Identify the row by its content, so a re-import recognises it (see `content_key`)."""
+        text = "|".join(
+            (self.contract, self.posted_at.isoformat(), str(self.amount), self.kind, self.memo)
+        )
+        return content_key(text)
+
+
+def parse_row(fields: dict[str, str | None]) -> LedgerRow:
+    """Validate one CSV row; raise ValueError saying what is wrong with it."""
+    contract = (fields.get("contract") or "").strip()
+    if not is_valid(contract):
+        raise ValueError(
+            # Masked: the line number finds the row, and errors may end up in logs.
+            f"contract {mask(contract)!r} is not {CONTRACT_LENGTH} digits with a valid check digit"
+        )
+    raw_time = (fields.get("posted_at") or "").strip()
+    try:
+        posted_at = datetime.fromisoformat(raw_time)
+    except ValueError:
+        raise ValueError(f"posted_at {raw_time!r} is not an ISO 8601 timestamp") from None
+    if posted_at.tzinfo is None:
+        raise ValueError(f"posted_at {raw_time!r} has no UTC offset (add +00:00 or Z)")
+    raw_amount = (fields.get("amount") or "").strip()
+    if not _AMOUNT.match(raw_amount):
+        raise ValueError(f"amount {raw_amount!r} is not a signed decimal with at most 2 decimals")
+    try:
+        amount = Decimal(raw_amount).quantize(KOPECK)
+    except InvalidOperation:
+        raise ValueError(f"amount {raw_amount!r} is not a number") from None
+    kind = (fields.get("kind") or "").strip()
+    if kind not in KINDS:
+        raise ValueError(f"kind {kind!r} is not one of {', '.join(KINDS)}")
+    memo = fields.get("memo") or ""
+    return LedgerRow(contract, posted_at.astimezone(UTC), amount, kind, memo)
+
+
+def read_csv(path: Path) -> Iterator[tuple[int, LedgerRow]]:
+    """Yield (line number, row) for every data row; raise ImportFileError on the first bad one."""
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        header = tuple(reader.fieldnames or ())
+        if header != CSV_HEADER:
+            raise ImportFileError(_bad_header(path, header))
+        for fields in reader:
+            line = reader.line_num
+            if None in fields or any(value is None for value in fields.values()):
+                raise ImportFileError(_bad_count(path, line))
+            try:
+                yield line, parse_row(fields)
+            except ValueError as exc:
+                raise ImportFileError(f"{path}:{line}: {exc}") from None
+
+
+def _bad_header(path: Path, header: Iterable[str]) -> str:
+    return f"{path}:1: the header must be {','.join(CSV_HEADER)}, got {','.join(header)}"
+
+
+def _bad_count(path: Path, line: int) -> str:
+    return f"{path}:{line}: expected {len(CSV_HEADER)} fields, got another number"
+
+
+# The exact rules ------------------------------------------------------------------------
+
+# The common canonical row, its five fields joined by '|' (the text its key hashes):
+# 12 digits, 'YYYY-MM-DDTHH:MM:SS.ffffff+00:00', '-123.45', a kind, then the memo. Each
+# field is exact (none of the first four can hold '|'), so one match checks them all;
+# the contract's check digit and the date's day of month are checked once per value.
+_CANONICAL = re.compile(
+    r"[0-9]{12}\|"
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]\.[0-9]{6}\+00:00\|"
+    r"-?(?:0|[1-9][0-9]{0,9})\.[0-9]{2}\|"
+    r"(?:payment|charge|adjustment|promised_payment)\|"
+)
+
+
+class _Progress:
+    """Count the bytes a text file hands out, for the progress of the check."""
+
+    def __init__(self, handle: Any, report: Callable[[int], None], done: int = 0) -> None:
+        self._handle = handle
+        self._report = report
+        self._done = done
+        self._next = 0
+
+    def __iter__(self) -> Iterator[str]:
+        for line in self._handle:
+            self._done += len(line)
+            if self._done >= self._next:
+                self._report(self._done)
+                self._next = self._done + (1 << 22)
+            yield line
+
+
+def staged_rows(
+    path: Path, sqlite: bool, report_read: Callable[[int], None] | None = None
+) -> Iterator[tuple[Any, ...]]:
+    """Yield every row of a file validated and ready to stage; raise ImportFileError on a bad one.
+
+    (n, contract, posted_at, amount, kind, memo, key): the time as SQLite stores it (naive
+    UTC text) or ISO 8601 with its offset; the amount as integer kopecks (SQLite) or
+    canonical text; the key as `content_key` bytes. The common, canonical row takes a fast
+    path (one regular expression, no datetime or Decimal); anything else goes through
+    `parse_row`, which also words the error. `report_read(characters)` now and then.
+    """
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        lines: Any = handle if report_read is None else _Progress(handle, report_read)
+        reader = csv.reader(lines)
+        header = tuple(next(reader, ()))
+        if header != CSV_HEADER:
+            raise ImportFileError(_bad_header(path, header))
+        yield from _rows_of(path, reader, sqlite, line=0, n=0)
+
+
+def _rows_of(
+    path: Path, reader: Any, sqlite: bool, line: int, n: int
+) -> Iterator[tuple[Any, ...]]:
+    """Yield the rows a csv reader reads; `line` lines and `n` rows came before its first."""
+    good_contracts: set[str] = set()
+    good_dates: set[str] = set()
+    canonical = _CANONICAL.match
+    sha256 = hashlib.sha256
+    for fields in reader:
+        if len(fields) != 5:
+            raise ImportFileError(_bad_count(path, line + reader.line_num))
+        joined = "|".join(fields)
+        if (
+            canonical(joined)
+            and (joined[:12] in good_contracts or _learn_contract(joined, good_contracts))
+            and (joined[13:23] in good_dates or _learn_date(joined, good_dates))
+            and joined[33:39] != "000000"  # else the key's text has no fraction
+        ):
+            # The fields are exact, and `joined` already is the key's text.
+            key = sha256(joined.encode()).digest()[:16]
+            stamp, amount = fields[1], fields[2]
+            if sqlite:
+                stored = stamp[:10] + " " + stamp[11:26]
+                kopecks = int(amount.replace(".", ""))
+                yield n, fields[0], stored, kopecks, fields[3], fields[4], key
+            else:
+                yield n, fields[0], stamp, amount, fields[3], fields[4], key
+            n += 1
+            continue
+        yield _exact_row(path, line + reader.line_num, n, fields, sqlite)
+        n += 1
+
+
+def _exact_row(path: Path, line: int, n: int, fields: list[str], sqlite: bool) -> tuple[Any, ...]:
+    """Stage one row by the exact rules, or raise ImportFileError naming its line."""
+    try:
+        row = parse_row(dict(zip(CSV_HEADER, fields, strict=True)))
+    except ValueError as exc:
+        raise ImportFileError(f"{path}:{line}: {exc}") from None
+    amount_text = str(row.amount)
+    if sqlite:
+        stored = row.posted_at.replace(tzinfo=None).isoformat(" ", "microseconds")
+        kopecks = int(amount_text.replace(".", ""))
+        return n, row.contract, stored, kopecks, row.kind, row.memo, row.key
+    stamp = row.posted_at.isoformat()
+    return n, row.contract, stamp, amount_text, row.kind, row.memo, row.key
+
+
+def _learn_contract(joined: str, good: set[str]) -> bool:
+    contract = joined[:12]
+    if luhn_ok(contract):
+        good.add(contract)
+        return True
+    return False
+
+
+def _learn_date(joined: str, good: set[str]) -> bool:
+    day = joined[13:23]
+    try:
+        date.fromisoformat(day)
+    except ValueError:
+        return False
+    good.add(day)
+    return True
+
+
+# The fast reader ------------------------------------------------------------------------
+
+BLOCK_BYTES = 1 << 20  # read and staged at once (~12 000 rows)
+
+# The canonical line as bytes: the fields as in `_CANONICAL`, separated by commas, and a
+# memo with nothing that CSV quotes or COPY escapes. A block with no '"' and no lone '\r'
+# holds one record a line, so splitting at '\n' and ',' is what `csv` would do.
+_CANONICAL_LINE = re.compile(
+    rb"[0-9]{12},"
+    rb"[0-9]{4}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]\.[0-9]{6}\+00:00,"
+    rb"-?(?:0|[1-9][0-9]{0,9})\.[0-9]{2},"
+    rb"(?:payment|charge|adjustment|promised_payment),"
+    rb"[^,\\\t\x00]*"
+)
+
+
+def staged_batches(
+    path: Path, sqlite: bool, report_read: Callable[[int], None] | None = None
+) -> Iterator[Batch]:
+    """Yield the rows of `staged_rows` in batches, as the staging takes them; same checks.
+
+    SQLite: a list of those tuples. PostgreSQL: COPY text of (n, contract, posted_at,
+    amount, kind, memo, key). A block of plain lines is split as bytes and each line
+    matched once; from the first block that is not plain (a quote, a lone carriage
+    return, bytes that are not UTF-8) on, the rest goes through `csv` as `staged_rows`
+    reads it. `report_read(bytes)` after each block.
+    """
+    with path.open("rb") as handle:
+        first = handle.readline()
+        if first.removeprefix(_BOM).rstrip(b"\r\n") != _PLAIN_HEADER or first.endswith(b"\r"):
+            yield from _batched(staged_rows(path, sqlite, report_read), sqlite)
+            return
+        offset = len(first)
+        line, n = 1, 0
+        good_contracts: set[bytes] = set()
+        good_dates: set[bytes] = set()
+        carry = b""
+        while True:
+            block = handle.read(BLOCK_BYTES)
+            data = carry + block
+            cut = data.rfind(b"\n") + 1 if block else len(data)
+            chunk, carry = data[:cut], data[cut:]
+            if not chunk:
+                if not block:
+                    return
+                continue
+            plain = _plain(chunk)
+            if plain is None:
+                break
+            lines = plain.split(b"\n")
+            if lines[-1] == b"":
+                lines.pop()
+            staged = _stage_lines(path, lines, line, n, sqlite, good_contracts, good_dates)
+            yield len(lines), staged
+            line += len(lines)
+            n += len(lines)
+            offset += len(chunk)
+            if report_read is not None:
+                report_read(offset)
+    # Not plain: the exact reader from the start of this block to the end of the file.
+    with path.open("rb") as raw:
+        raw.seek(offset)
+        rest = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+        lines_in: Any = rest if report_read is None else _Progress(rest, report_read, offset)
+        yield from _batched(_rows_of(path, csv.reader(lines_in), sqlite, line, n), sqlite)
+
+
+_BOM = b"\xef\xbb\xbf"
+_PLAIN_HEADER = ",".join(CSV_HEADER).encode()
+
+
+def _batched(rows: Iterator[tuple[Any, ...]], sqlite: bool) -> Iterator[Batch]:
+    batch: list[tuple[Any, ...]] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= 10_000:
+            yield len(batch), batch if sqlite else _copy_text(batch)
+            batch = []
+    if batch:
+        yield len(batch), batch if sqlite else _copy_text(batch)
+
+
+def _plain(chunk: bytes) -> bytes | None:
+    """Return a block's lines with '\n' endings, or None when `csv` must read it."""
+    if b'"' in chunk:
+        return None
+    if b"\r" in chunk:
+        if chunk.count(b"\r") != chunk.count(b"\r\n"):
+            return None
+        chunk = chunk.replace(b"\r\n", b"\n")
+    try:
+        chunk.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return chunk
+
+
+def _stage_lines(
+    path: Path,
+    lines: list[bytes],
+    line: int,
+    n: int,
+    sqlite: bool,
+    good_contracts: set[bytes],
+    good_dates: set[bytes],
+) -> Any:
+    """Stage plain lines (after `line` lines and `n` rows); raise ImportFileError on a bad one."""
+    canonical = _CANONICAL_LINE.fullmatch
+    sha256 = hashlib.sha256
+    hexlify = binascii.hexlify
+    rows: list[Any] = []
+    append = rows.append
+    for raw in lines:
+        line += 1
+        if (
+            canonical(raw)
+            and (raw[:12] in good_contracts or _learn_contract_bytes(raw, good_contracts))
+            and (raw[13:23] in good_dates or _learn_date_bytes(raw, good_dates))
+            and raw[33:39] != b"000000"  # else the key's text has no fraction
+        ):
+            # With '|' for ',' the line is the key's text.
+            key = sha256(raw.replace(b",", b"|")).digest()[:16]
+            if sqlite:
+                contract, stamp, amount, kind, memo = raw.decode().split(",")
+                stored = stamp[:10] + " " + stamp[11:26]
+                append((n, contract, stored, int(amount.replace(".", "")), kind, memo, key))
+            else:
+                append(b"%d\t%b\t\\\\x%b\n" % (n, raw.replace(b",", b"\t"), hexlify(key)))
+        else:
+            fields = raw.decode().split(",")
+            if len(fields) != 5:
+                raise ImportFileError(_bad_count(path, line))
+            row = _exact_row(path, line, n, fields, sqlite)
+            append(row if sqlite else _copy_text([row]))
+        n += 1
+    return rows if sqlite else b"".join(rows)
+
+
+def _learn_contract_bytes(raw: bytes, good: set[bytes]) -> bool:
+    contract = raw[:12]
+    if luhn_ok(contract.decode()):
+        good.add(contract)
+        return True
+    return False
+
+
+def _learn_date_bytes(raw: bytes, good: set[bytes]) -> bool:
+    day = raw[13:23]
+    try:
+        date.fromisoformat(day.decode())
+    except ValueError:
+        return False
+    good.add(day)
+    return True
+
+
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_text(rows: list[tuple[Any, ...]]) -> bytes:
+    """Write staged rows (PostgreSQL's form) as COPY text."""
+    out = []
+    for n, contract, stamp, amount, kind, memo, key in rows:
+        memo_text = memo.translate(_COPY_ESCAPES)
+        out.append(f"{n}\t{contract}\t{stamp}\t{amount}\t{kind}\t{memo_text}\t\\\\x{key.hex()}\n")
+    return "".join(out).encode()
+
+
+# The second process ---------------------------------------------------------------------
+
+BACKGROUND_BYTES = 2 << 20  # a file this big is checked in a child process
+
+
+@contextmanager
+def parsed(
+    path: Path, sqlite: bool, report_read: Callable[[int], None] | None = None
+) -> Iterator[Iterator[Batch]]:
+    """Give the batches of `staged_batches`, made in a child process when the file is big.
+
+    The child checks the next blocks while this process stages the last ones; a pipe
+    of a few blocks keeps it from running ahead. Its errors are raised here.
+    """
+    if path.stat().st_size < BACKGROUND_BYTES:
+        yield staged_batches(path, sqlite, report_read)
+        return
+    # fork: the child starts at once, with this module loaded; it touches nothing it
+    # inherits (no connection, no log) and leaves with os._exit.
+    methods = multiprocessing.get_all_start_methods()
+    context: Any = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_child, args=(sender, path, sqlite), daemon=True)
+    child.start()
+    sender.close()
+    try:
+        yield _received(receiver, sqlite, report_read)
+    finally:
+        receiver.close()
+        if child.is_alive():
+            child.terminate()
+        child.join()
+
+
+def _child(sender: Any, path: Path, sqlite: bool) -> None:
+    """Run `staged_batches` and send what it yields: tagged messages, one batch each."""
+
+    def report_read(done: int) -> None:
+        sender.send_bytes(b"P%d" % done)
+
+    try:
+        for rows, payload in staged_batches(path, sqlite, report_read):
+            body = marshal.dumps(payload) if sqlite else payload
+            sender.send_bytes(b"B%d:" % rows + body)
+        sender.send_bytes(b"D")
+    except BrokenPipeError:
+        pass  # the parent stopped reading: it has failed or finished
+    except Exception as exc:
+        sender.send_bytes(b"E" + pickle.dumps(exc))
+    finally:
+        sender.close()
+
+
+def _received(
+    receiver: Any, sqlite: bool, report_read: Callable[[int], None] | None
+) -> Iterator[Batch]:
+    while True:
+        message = receiver.recv_bytes()
+        tag = message[:1]
+        if tag == b"B":
+            colon = message.index(b":")
+            body = message[colon + 1 :]
+            yield int(message[1:colon]), marshal.loads(body) if sqlite else body
+        elif tag == b"P":
+            if report_read is not None:
+                report_read(int(message[1:]))
+        elif tag == b"D":
+            return
+        else:
+            raise pickle.loads(message[1:])
