@@ -16,6 +16,7 @@ import hashlib
 import io
 import marshal
 import multiprocessing
+import operator
 import pickle
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -221,7 +222,7 @@ def _exact_row(path: Path, line: int, n: int, fields: list[str], sqlite: bool) -
         stored = row.posted_at.replace(tzinfo=None).isoformat(" ", "microseconds")
         kopecks = int(amount_text.replace(".", ""))
         return n, row.contract, stored, kopecks, row.kind, row.memo, row.key
-    stamp = row.posted_at.isoformat()
+    stamp = row.posted_at.isoformat(timespec="microseconds")
     return n, row.contract, stamp, amount_text, row.kind, row.memo, row.key
 
 
@@ -250,35 +251,45 @@ BLOCK_BYTES = 1 << 20  # read and staged at once (~12 000 rows)
 # The canonical line as bytes: the fields as in `_CANONICAL`, separated by commas, and a
 # memo with nothing that CSV quotes or COPY escapes. A block with no '"' and no lone '\r'
 # holds one record a line, so splitting at '\n' and ',' is what `csv` would do.
-_CANONICAL_LINE = re.compile(
+_LINE = (
     rb"[0-9]{12},"
     rb"[0-9]{4}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]\.[0-9]{6}\+00:00,"
     rb"-?(?:0|[1-9][0-9]{0,9})\.[0-9]{2},"
     rb"(?:payment|charge|adjustment|promised_payment),"
-    rb"[^,\\\t\x00]*"
+    rb"[^,\\\t\x00\n]*"
 )
+_CANONICAL_LINE = re.compile(_LINE)
+_CANONICAL_BLOCK = re.compile(rb"(?:" + _LINE + rb"\n)+")
+_CONTRACT_OF = operator.itemgetter(slice(0, 12))
+_DAY_OF = operator.itemgetter(slice(13, 23))
+_BOM = b"\xef\xbb\xbf"
+_PLAIN_HEADER = ",".join(CSV_HEADER).encode()
 
 
 def staged_batches(
     path: Path, sqlite: bool, report_read: Callable[[int], None] | None = None
 ) -> Iterator[Batch]:
-    """Yield the rows of `staged_rows` in batches, as the staging takes them; same checks.
+    """Yield the rows of a file checked as `staged_rows` checks them, in batches to stage.
 
-    SQLite: a list of those tuples. PostgreSQL: COPY text of (n, contract, posted_at,
-    amount, kind, memo, key). A block of plain lines is split as bytes and each line
-    matched once; from the first block that is not plain (a quote, a lone carriage
-    return, bytes that are not UTF-8) on, the rest goes through `csv` as `staged_rows`
-    reads it. `report_read(bytes)` after each block.
+    A batch is (rows, payload), its rows numbered on from 1 in file order; each row is
+    (contract, posted_at as ISO 8601 UTC with microseconds, amount as canonical text,
+    kind, memo, key). SQLite's payload is (the block's text or its fields, five a row;
+    the keys, 16 bytes each, joined): see `sqlite_rows`. PostgreSQL's is COPY text, the
+    row then its number n. A block of plain lines is checked whole by one regular
+    expression; one that is not goes line by line, and from the first block that is not
+    plain at all (a quote, a lone carriage return, bytes that are not UTF-8) on, the
+    rest of the file goes through `csv` as `staged_rows` reads it. `report_read(bytes)`
+    after each block.
     """
     with path.open("rb") as handle:
         first = handle.readline()
         if first.removeprefix(_BOM).rstrip(b"\r\n") != _PLAIN_HEADER or first.endswith(b"\r"):
-            yield from _batched(staged_rows(path, sqlite, report_read), sqlite)
+            yield from _batched(_rows_of_file(path, report_read), sqlite)
+            if report_read is not None:
+                report_read(path.stat().st_size)
             return
-        offset = len(first)
-        line, n = 1, 0
-        good_contracts: set[bytes] = set()
-        good_dates: set[bytes] = set()
+        offset, line, n = len(first), 1, 0
+        good = _Known()
         carry = b""
         while True:
             block = handle.read(BLOCK_BYTES)
@@ -293,9 +304,10 @@ def staged_batches(
             if plain is None:
                 break
             lines = plain.split(b"\n")
-            if lines[-1] == b"":
-                lines.pop()
-            staged = _stage_lines(path, lines, line, n, sqlite, good_contracts, good_dates)
+            lines.pop()
+            staged = _canonical_block(plain, lines, n, sqlite, good)
+            if staged is None:
+                staged = _stage_lines(path, lines, line, n, sqlite, good)
             yield len(lines), staged
             line += len(lines)
             n += len(lines)
@@ -307,26 +319,17 @@ def staged_batches(
         raw.seek(offset)
         rest = io.TextIOWrapper(raw, encoding="utf-8", newline="")
         lines_in: Any = rest if report_read is None else _Progress(rest, report_read, offset)
-        yield from _batched(_rows_of(path, csv.reader(lines_in), sqlite, line, n), sqlite)
+        yield from _batched(_rows_of(path, csv.reader(lines_in), False, line, n), sqlite)
+        if report_read is not None:
+            report_read(raw.tell())  # all of it (the reader above counts characters)
 
 
-_BOM = b"\xef\xbb\xbf"
-_PLAIN_HEADER = ",".join(CSV_HEADER).encode()
-
-
-def _batched(rows: Iterator[tuple[Any, ...]], sqlite: bool) -> Iterator[Batch]:
-    batch: list[tuple[Any, ...]] = []
-    for row in rows:
-        batch.append(row)
-        if len(batch) >= 10_000:
-            yield len(batch), batch if sqlite else _copy_text(batch)
-            batch = []
-    if batch:
-        yield len(batch), batch if sqlite else _copy_text(batch)
+def _rows_of_file(path: Path, report_read: Callable[[int], None] | None) -> Iterator[Any]:
+    return staged_rows(path, sqlite=False, report_read=report_read)
 
 
 def _plain(chunk: bytes) -> bytes | None:
-    """Return a block's lines with '\n' endings, or None when `csv` must read it."""
+    """Return a block's lines ending in '\n', or None when `csv` must read it."""
     if b'"' in chunk:
         return None
     if b"\r" in chunk:
@@ -337,78 +340,129 @@ def _plain(chunk: bytes) -> bytes | None:
         chunk.decode("utf-8")
     except UnicodeDecodeError:
         return None
-    return chunk
+    return chunk if chunk.endswith(b"\n") else chunk + b"\n"
+
+
+class _Known:
+    """The contracts and days already found good: each is checked once."""
+
+    def __init__(self) -> None:
+        self.contracts: set[bytes] = set()
+        self.days: set[bytes] = set()
+
+    def contract(self, contract: bytes) -> bool:
+        if contract in self.contracts:
+            return True
+        if luhn_ok(contract.decode()):
+            self.contracts.add(contract)
+            return True
+        return False
+
+    def day(self, day: bytes) -> bool:
+        if day in self.days:
+            return True
+        try:
+            date.fromisoformat(day.decode())
+        except ValueError:
+            return False
+        self.days.add(day)
+        return True
+
+
+def _canonical_block(
+    block: bytes, lines: list[bytes], n: int, sqlite: bool, good: _Known
+) -> Any:
+    """Stage a block whose every line is canonical at once; None if one is not."""
+    if not _CANONICAL_BLOCK.fullmatch(block) or b".000000+00:00," in block:
+        return None  # a line to check alone (or a whole second: its key text has no fraction)
+    contracts = set(map(_CONTRACT_OF, lines)) - good.contracts
+    days = set(map(_DAY_OF, lines)) - good.days
+    if not all(map(good.contract, contracts)) or not all(map(good.day, days)):
+        return None
+    sha256 = hashlib.sha256
+    # With '|' for ',' a line is its key's text.
+    keys = [sha256(text).digest()[:16] for text in block.replace(b",", b"|").split(b"\n")]
+    keys.pop()
+    if sqlite:
+        return block[:-1].decode(), b"".join(keys)
+    hexlify = binascii.hexlify
+    columns = block.replace(b",", b"\t").split(b"\n")
+    columns.pop()
+    hex_keys = [b"\\\\x" + hexlify(key) for key in keys]
+    numbers = [b"%d" % number for number in range(n + 1, n + 1 + len(lines))]
+    return b"\n".join(map(b"\t".join, zip(columns, hex_keys, numbers, strict=True))) + b"\n"
 
 
 def _stage_lines(
-    path: Path,
-    lines: list[bytes],
-    line: int,
-    n: int,
-    sqlite: bool,
-    good_contracts: set[bytes],
-    good_dates: set[bytes],
+    path: Path, lines: list[bytes], line: int, n: int, sqlite: bool, good: _Known
 ) -> Any:
-    """Stage plain lines (after `line` lines and `n` rows); raise ImportFileError on a bad one."""
+    """Stage plain lines one by one (after `line` lines and `n` rows); raise on a bad one."""
     canonical = _CANONICAL_LINE.fullmatch
     sha256 = hashlib.sha256
-    hexlify = binascii.hexlify
-    rows: list[Any] = []
-    append = rows.append
+    rows: list[tuple[Any, ...]] = []
     for raw in lines:
         line += 1
+        n += 1
         if (
             canonical(raw)
-            and (raw[:12] in good_contracts or _learn_contract_bytes(raw, good_contracts))
-            and (raw[13:23] in good_dates or _learn_date_bytes(raw, good_dates))
+            and good.contract(raw[:12])
+            and good.day(raw[13:23])
             and raw[33:39] != b"000000"  # else the key's text has no fraction
         ):
-            # With '|' for ',' the line is the key's text.
             key = sha256(raw.replace(b",", b"|")).digest()[:16]
-            if sqlite:
-                contract, stamp, amount, kind, memo = raw.decode().split(",")
-                stored = stamp[:10] + " " + stamp[11:26]
-                append((n, contract, stored, int(amount.replace(".", "")), kind, memo, key))
-            else:
-                append(b"%d\t%b\t\\\\x%b\n" % (n, raw.replace(b",", b"\t"), hexlify(key)))
-        else:
-            fields = raw.decode().split(",")
-            if len(fields) != 5:
-                raise ImportFileError(_bad_count(path, line))
-            row = _exact_row(path, line, n, fields, sqlite)
-            append(row if sqlite else _copy_text([row]))
-        n += 1
-    return rows if sqlite else b"".join(rows)
+            rows.append((n, *raw.decode().split(","), key))
+            continue
+        fields = raw.decode().split(",")
+        if len(fields) != 5:
+            raise ImportFileError(_bad_count(path, line))
+        rows.append(_exact_row(path, line, n, fields, sqlite=False))
+    return _payload(rows, sqlite)
 
 
-def _learn_contract_bytes(raw: bytes, good: set[bytes]) -> bool:
-    contract = raw[:12]
-    if luhn_ok(contract.decode()):
-        good.add(contract)
-        return True
-    return False
-
-
-def _learn_date_bytes(raw: bytes, good: set[bytes]) -> bool:
-    day = raw[13:23]
-    try:
-        date.fromisoformat(day.decode())
-    except ValueError:
-        return False
-    good.add(day)
-    return True
+def _batched(rows: Iterator[tuple[Any, ...]], sqlite: bool) -> Iterator[Batch]:
+    """Batch rows of `staged_rows` (PostgreSQL's form, numbered from 0), numbered from 1."""
+    batch: list[tuple[Any, ...]] = []
+    for row in rows:
+        batch.append((row[0] + 1, *row[1:]))
+        if len(batch) >= 10_000:
+            yield len(batch), _payload(batch, sqlite)
+            batch = []
+    if batch:
+        yield len(batch), _payload(batch, sqlite)
 
 
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
-def _copy_text(rows: list[tuple[Any, ...]]) -> bytes:
-    """Write staged rows (PostgreSQL's form) as COPY text."""
+def _payload(rows: list[tuple[Any, ...]], sqlite: bool) -> Any:
+    """Turn rows (n, contract, posted_at, amount, kind, memo, key) into a batch's payload."""
+    if sqlite:
+        fields = [field for row in rows for field in row[1:6]]
+        return fields, b"".join(row[6] for row in rows)
     out = []
     for n, contract, stamp, amount, kind, memo, key in rows:
         memo_text = memo.translate(_COPY_ESCAPES)
-        out.append(f"{n}\t{contract}\t{stamp}\t{amount}\t{kind}\t{memo_text}\t\\\\x{key.hex()}\n")
+        out.append(f"{contract}\t{stamp}\t{amount}\t{kind}\t{memo_text}\t\\\\x{key.hex()}\t{n}\n")
     return "".join(out).encode()
+
+
+def sqlite_rows(payload: Any, group: int) -> tuple[list[list[Any]], list[list[Any]]]:
+    """Return a SQLite payload's rows: parameters for `group` rows at once, and the rest.
+
+    A group's parameters are its rows' fields (five a row), then their keys; the rest
+    are one row's six values each.
+    """
+    text_or_fields, joined_keys = payload
+    if isinstance(text_or_fields, str):
+        fields = text_or_fields.replace("\n", ",").split(",")
+    else:
+        fields = text_or_fields
+    keys = [joined_keys[i : i + KEY_BYTES] for i in range(0, len(joined_keys), KEY_BYTES)]
+    count = len(keys)
+    whole = count - count % group
+    groups = [fields[5 * i : 5 * (i + group)] + keys[i : i + group] for i in range(0, whole, group)]
+    rest = [[*fields[5 * i : 5 * i + 5], keys[i]] for i in range(whole, count)]
+    return groups, rest
 
 
 # The second process ---------------------------------------------------------------------

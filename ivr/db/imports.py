@@ -20,6 +20,7 @@ from ivr.db.import_parse import (
     parse_row,
     parsed,
     read_csv,
+    sqlite_rows,
     staged_rows,
 )
 
@@ -115,10 +116,11 @@ def import_csv(
             # no one else sees the flag); the new rows' sums are added below in one go.
             connection.exec_driver_sql(totals.PAUSE_SQLITE_TRIGGERS)
         last_id = connection.exec_driver_sql("SELECT max(id) FROM entries").scalar()
+        moves = _MOVE_ENTRIES.format(values=_VALUES_SQLITE if dialect == "sqlite" else _VALUES_PG)
         added = 0
         for first in range(0, total, BATCH_ROWS):
             last = min(first + BATCH_ROWS, total)
-            move = _MOVE_ENTRIES.format(staging=staging, first=first, last=last)
+            move = moves.format(staging=staging, first=first, last=last)
             added += connection.exec_driver_sql(move).rowcount
             if progress:
                 progress(last, total)
@@ -138,14 +140,29 @@ BATCH_ROWS = 50_000  # rows one statement moves into `entries` (and staged at on
 SQLITE_CACHE_KIB = 512 * 1024
 PG_WORK_MEM = "256MB"
 
-# Each staged row keeps its line's place (n), so rows move in file order. PostgreSQL:
-# an UNLOGGED table made inside the import's transaction (a rollback removes it; no WAL
-# for ~100 bytes a row; shared buffers, not the session's small temp buffers), named
-# after the backend so two imports at once do not meet.
+# Each staged row keeps its line's place (n, from 1), so rows move in file order; its
+# time is ISO 8601 UTC with microseconds, its amount canonical text. SQLite: n is the
+# rowid, given in insertion order. PostgreSQL: an UNLOGGED table made inside the
+# import's transaction (a rollback removes it; no WAL for ~100 bytes a row; shared
+# buffers, not the session's small temp buffers), named after the backend so two
+# imports at once do not meet.
 _STAGING_SQLITE = (
     "CREATE TEMPORARY TABLE ivr_import (n INTEGER PRIMARY KEY, contract TEXT, "
-    "posted_at TEXT, amount BIGINT, kind TEXT, memo TEXT, entry_key BLOB)"
+    "posted_at TEXT, amount TEXT, kind TEXT, memo TEXT, entry_key BLOB)"
 )
+_STAGED_COLUMNS = "contract, posted_at, amount, kind, memo, entry_key"
+SQLITE_GROUP = 50  # rows one INSERT stages on SQLite: a statement per row costs more
+
+
+def _sqlite_insert(rows: int) -> str:
+    """The INSERT of `rows` staged rows, its parameters their fields then their keys."""
+    values = ", ".join(
+        "(" + ", ".join([*(f"?{5 * i + f}" for f in range(1, 6)), f"?{5 * rows + i + 1}"]) + ")"
+        for i in range(rows)
+    )
+    return f"INSERT INTO ivr_import ({_STAGED_COLUMNS}) VALUES {values}"
+
+
 _STAGING_PG = (
     "CREATE UNLOGGED TABLE {staging} (n BIGINT NOT NULL, contract TEXT, "
     "posted_at TIMESTAMPTZ, amount NUMERIC(12, 2), kind TEXT, memo TEXT, entry_key BYTEA) "
@@ -155,11 +172,18 @@ _ADD_ACCOUNTS = (
     "INSERT INTO accounts (contract) SELECT DISTINCT contract FROM {staging} "
     "WHERE true ORDER BY contract ON CONFLICT (contract) DO NOTHING"
 )
+# SQLite stores the time as naive UTC text, 'YYYY-MM-DD HH:MM:SS.ffffff', and the amount
+# as integer kopecks.
+_VALUES_SQLITE = (
+    "substr(s.posted_at, 1, 10) || ' ' || substr(s.posted_at, 12, 15), "
+    "CAST(replace(s.amount, '.', '') AS INTEGER)"
+)
+_VALUES_PG = "s.posted_at, s.amount"
 _MOVE_ENTRIES = (
     "INSERT INTO entries (account_id, posted_at, amount, kind, memo, entry_key) "
-    "SELECT a.id, s.posted_at, s.amount, s.kind, s.memo, s.entry_key "
-    "FROM {staging} AS s JOIN accounts AS a ON a.contract = s.contract "
-    "WHERE s.n >= {first} AND s.n < {last} "
+    "SELECT a.id, {values}, s.kind, s.memo, s.entry_key "
+    "FROM {{staging}} AS s JOIN accounts AS a ON a.contract = s.contract "
+    "WHERE s.n > {{first}} AND s.n <= {{last}} "
     "ON CONFLICT (entry_key) DO NOTHING"
 )
 
@@ -185,10 +209,13 @@ def _stage_sqlite(connection: Connection, batches: Iterator[Batch]) -> int:
     # import leaves it behind on the pooled connection, so clear it first.
     connection.exec_driver_sql("DROP TABLE IF EXISTS temp.ivr_import")
     connection.exec_driver_sql(_STAGING_SQLITE)
-    insert = "INSERT INTO ivr_import VALUES (?, ?, ?, ?, ?, ?, ?)"
+    insert_group = _sqlite_insert(SQLITE_GROUP)
+    insert_one = _sqlite_insert(1)
     total = 0
-    for rows, batch in batches:
-        driver.executemany(insert, batch)
+    for rows, payload in batches:
+        groups, rest = sqlite_rows(payload, SQLITE_GROUP)
+        driver.executemany(insert_group, groups)
+        driver.executemany(insert_one, rest)
         total += rows
     connection.exec_driver_sql("ANALYZE temp.ivr_import")
     return total
@@ -200,7 +227,7 @@ def _stage_pg(connection: Connection, batches: Iterator[Batch]) -> tuple[str, in
     staging = f"ivr_import_{int(pid or 0)}"
     connection.exec_driver_sql(f"DROP TABLE IF EXISTS {staging}")
     connection.exec_driver_sql(_STAGING_PG.format(staging=staging))
-    columns = "n, contract, posted_at, amount, kind, memo, entry_key"
+    columns = f"{_STAGED_COLUMNS}, n"
     total = 0
     with driver.cursor() as cursor:
         with cursor.copy(f"COPY {staging} ({columns}) FROM STDIN") as copy:
