@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import random
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -13,7 +14,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from ivr import db
-from ivr.contract import with_check_digit
+from ivr.contract import luhn_ok, with_check_digit
 from ivr.db import import_parse
 from ivr.db.import_parse import parsed, sqlite_rows, staged_batches, staged_rows
 from ivr.errors import ImportFileError
@@ -222,3 +223,11 @@ def test_a_file_that_is_not_utf8_fails_as_before(tmp_path: Path) -> None:
     path.write_bytes(HEADER.encode() + "".join(canonical(2)).encode("cp1251"))
     with pytest.raises(UnicodeDecodeError), parsed(path, sqlite=False) as batches:
         list(batches)
+
+
+def test_luhn_of_matched_digits_agrees_with_the_contract_rule() -> None:
+    rng = random.Random(11)
+    for _ in range(20_000):
+        digits = "".join(rng.choice("0123456789") for _ in range(12))
+        assert import_parse.luhn_digits(digits.encode()) == luhn_ok(digits)
+    assert import_parse.luhn_digits(CONTRACT.encode())

@@ -353,7 +353,7 @@ class _Known:
     def contract(self, contract: bytes) -> bool:
         if contract in self.contracts:
             return True
-        if luhn_ok(contract.decode()):
+        if luhn_digits(contract):
             self.contracts.add(contract)
             return True
         return False
@@ -367,6 +367,21 @@ class _Known:
             return False
         self.days.add(day)
         return True
+
+
+# A digit's ASCII code -> the digit doubled, its digits summed (Luhn), as a byte value.
+_LUHN_DOUBLED = bytes.maketrans(
+    b"0123456789", bytes((2 * d) // 10 + (2 * d) % 10 for d in range(10))
+)
+
+
+def luhn_digits(contract: bytes) -> bool:
+    """Say whether 12 ASCII digits (the caller has matched them) end in their Luhn check digit.
+
+    `ivr.contract.luhn_ok`'s answer, in C loops: a new account is one row in ten.
+    """
+    kept = sum(contract[-1::-2]) - 6 * ord("0")
+    return (kept + sum(contract[-2::-2].translate(_LUHN_DOUBLED))) % 10 == 0
 
 
 def _canonical_block(
