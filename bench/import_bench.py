@@ -14,9 +14,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
@@ -26,7 +27,7 @@ for entry in (ROOT, ROOT / "bench"):
 
 import build_ledger  # noqa: E402
 from build_ledger import KINDS, MEMOS, contract_for  # noqa: E402
-from sqlalchemy import text  # noqa: E402
+from sqlalchemy import Engine, event, text  # noqa: E402
 
 from ivr.db import create_schema, import_csv, make_engine  # noqa: E402
 
@@ -40,6 +41,8 @@ class ImportResult:
     seconds: float
     again_seconds: float
     again_added: int
+    # Seconds per SQL statement of the first import (its first 50 characters), summed.
+    statements: dict[str, float] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -90,11 +93,14 @@ def time_import(entries: int, postgres: str | None = None, quiet: bool = False) 
     progress = None if quiet else build_ledger.terminal_progress("import")
     try:
         create_schema(engine)
+        statements = _timed_statements(engine)
         started = time.perf_counter()
         report = import_csv(
             engine, path, (lambda d, t: progress("rows", d, t)) if progress else None
         )
         seconds = time.perf_counter() - started
+        timed = dict(statements)
+        statements.clear()
         started = time.perf_counter()
         again = import_csv(engine, path)
         again_seconds = time.perf_counter() - started
@@ -103,13 +109,33 @@ def time_import(entries: int, postgres: str | None = None, quiet: bool = False) 
             with engine.begin() as conn:
                 conn.execute(text(f'DROP SCHEMA IF EXISTS "{SCHEMA}" CASCADE'))
         engine.dispose()
-    return ImportResult(report.added, seconds, again_seconds, again.added)
+    return ImportResult(report.added, seconds, again_seconds, again.added, timed)
+
+
+def _timed_statements(engine: Engine) -> dict[str, float]:
+    """Sum the time of each statement the engine runs (not COPY's or executemany's data)."""
+    spent: dict[str, float] = {}
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _before(conn: Any, *_args: Any) -> None:
+        conn.info["import_bench_started"] = time.perf_counter()
+
+    @event.listens_for(engine, "after_cursor_execute")
+    def _after(conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        key = " ".join(statement.split())[:50]
+        took = time.perf_counter() - conn.info.pop("import_bench_started")
+        spent[key] = spent.get(key, 0.0) + took
+
+    return spent
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--entries", type=int, default=1_000_000)
     parser.add_argument("--postgres", metavar="URL")
+    parser.add_argument(
+        "--phases", action="store_true", help="also print the time of the import's statements"
+    )
     args = parser.parse_args()
     result = time_import(args.entries, args.postgres)
     verdict = "met" if result.rate >= TARGET else "MISSED"
@@ -118,6 +144,11 @@ def main() -> int:
         f"entries/s (target >= {TARGET:,}: {verdict}); again: {result.again_added} added "
         f"in {result.again_seconds:.1f} s"
     )
+    if args.phases:
+        for statement, seconds in sorted(result.statements.items(), key=lambda kv: -kv[1])[:6]:
+            print(f"  {seconds:6.2f} s  {statement}")
+        rest = result.seconds - sum(result.statements.values())
+        print(f"  {rest:6.2f} s  the rest: checking and staging the file, the commit")
     return 0
 
 

@@ -83,7 +83,10 @@ def import_csv(
     statement triggers aggregate each statement; on SQLite the import adds the new rows'
     sums itself while its row trigger stands aside (see `ivr.db.totals`).
 
-    `checking(characters read, file size)` now and then while the file is checked;
+    The checking runs in a child process for a big file (`import_parse.parsed`), so it
+    and the staging share the machine's cores.
+
+    `checking(bytes read, file size)` now and then while the file is checked;
     `progress(rows moved, rows)` after each batch of `BATCH_ROWS` moved.
     """
     dialect = engine.dialect.name
