@@ -80,6 +80,15 @@ def fresh_schema(engine: Engine) -> None:
     migrate.bring_to_head(engine)
 
 
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    """An empty ledger at the head revision, for tests of the db layer without the app."""
+    engine = db.make_engine(database_url(tmp_path))
+    fresh_schema(engine)
+    yield engine
+    engine.dispose()
+
+
 def engine_of(app: Flask) -> Engine:
     """Return the ledger engine an app was created with."""
     engine = app.extensions["ivr"].engine

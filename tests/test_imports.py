@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import multiprocessing
 import random
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -18,18 +17,9 @@ from ivr.contract import luhn_ok, with_check_digit
 from ivr.db import import_parse
 from ivr.db.import_parse import parsed, sqlite_rows, staged_batches, staged_rows
 from ivr.errors import ImportFileError
-from tests.conftest import database_url, fresh_schema
 
 HEADER = "contract,posted_at,amount,kind,memo\n"
 CONTRACT = "590000000018"
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = db.make_engine(database_url(tmp_path))
-    fresh_schema(engine)
-    yield engine
-    engine.dispose()
 
 
 def canonical(count: int, start: int = 0) -> list[str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -14,18 +13,10 @@ from sqlalchemy.orm import Session
 from ivr import db
 from ivr.contract import with_check_digit
 from ivr.errors import ImportFileError
-from tests.conftest import DEMO_CSV, database_url, fresh_schema
+from tests.conftest import DEMO_CSV
 
 HEADER = "contract,posted_at,amount,kind,memo\n"
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = db.make_engine(database_url(tmp_path))
-    fresh_schema(engine)
-    yield engine
-    engine.dispose()
 
 
 def write_csv(tmp_path: Path, rows: str, name: str = "entries.csv") -> Path:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -16,18 +15,9 @@ from ivr import calllog, db
 from ivr.contract import is_valid, luhn_ok
 from ivr.db import migrate
 from ivr.db.imports import parse_row, staged_rows
-from tests.conftest import database_url, fresh_schema
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 CONTRACT = "590000000018"
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = db.make_engine(database_url(tmp_path))
-    fresh_schema(engine)
-    yield engine
-    engine.dispose()
 
 
 def totals_agree(engine: Engine) -> bool:
