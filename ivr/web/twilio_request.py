@@ -53,9 +53,19 @@ class TwilioRequest:
 
     def audio_url(self, file: str, version: int) -> str:
         """Build the absolute URL Twilio fetches a recorded phrase from."""
-        # `v` changes with the file, so Twilio, which caches what it plays, fetches a new
-        # take; the base is the public URL behind a proxy, else the host the request came to.
-        return self.base_url + url_for("prompt_audio", file=file, v=version)
+        return recording_url(self.base_url, file, version)
+
+
+def base_url(shared: Services, request: Request) -> str:
+    """Return the URL Twilio reaches us at: IVR_PUBLIC_URL, else the request's host."""
+    return shared.public_url or request.host_url.rstrip("/")
+
+
+def recording_url(base: str, file: str, version: int) -> str:
+    """Build the absolute URL Twilio fetches a recorded phrase from."""
+    # `v` changes with the file, so Twilio, which caches what it plays, fetches a new
+    # take; the base is the public URL behind a proxy, else the host the request came to.
+    return base + url_for("prompt_audio", file=file, v=version)
 
 
 def twilio_request() -> TwilioRequest:
@@ -70,7 +80,7 @@ def twilio_request() -> TwilioRequest:
             shared=shared,
             form=form,
             line=shared.settings.for_number(form.get("To")),
-            base_url=shared.public_url or request.host_url.rstrip("/"),
+            base_url=base_url(shared, request),
         )
     return found
 

@@ -8,7 +8,7 @@ import re
 from datetime import UTC, datetime
 from urllib.parse import quote_plus
 
-from flask import Response, abort, jsonify, request, send_file, url_for
+from flask import Response, abort, jsonify, request, send_file
 from werkzeug.exceptions import HTTPException
 
 from ivr import calllog, db, flow
@@ -17,7 +17,7 @@ from ivr.phones import caller_id
 from ivr.prompts import AUDIO_TYPES, PromptSet
 from ivr.web import metrics, twiml
 from ivr.web.services import Services, services
-from ivr.web.twilio_request import TwilioRequest, twilio_request
+from ivr.web.twilio_request import TwilioRequest, base_url, recording_url, twilio_request
 
 log = logging.getLogger(__name__)
 
@@ -217,19 +217,14 @@ def apologise(error: Exception) -> Response | HTTPException:
     log.error("a webhook failed, the caller hears the apology: %s", _describe(error))
     shared = services()
     language = request.args.get("l") or shared.settings.default.language
-    document = twiml.apology(_prompts_or_none(language), _audio_url)
+    # The request's own form may be what failed: the recordings' base from the request line.
+    base = base_url(shared, request)
+    document = twiml.apology(_prompts_or_none(language), functools.partial(recording_url, base))
     # When the database is what failed, another write to it would only add its timeout
     # to the caller's wait; the line above is the record.
     if request.endpoint in ("answer_call", "answer_step") and not db.is_database_error(error):
         _log_apology(shared)
     return _xml(document)
-
-
-def _audio_url(file: str, version: int) -> str:
-    """Build the URL of a recorded phrase, for an apology (the request may be unreadable)."""
-    shared = services()
-    base = shared.public_url or request.host_url.rstrip("/")
-    return base + url_for("prompt_audio", file=file, v=version)
 
 
 def _log_apology(shared: Services) -> None:
