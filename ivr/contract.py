@@ -21,33 +21,31 @@ def verdict(digits: str) -> Verdict:
     """Tell a well-formed contract number from a mistyped one."""
     if len(digits) != CONTRACT_LENGTH or not digits.isdigit() or not digits.isascii():
         return Verdict.WRONG_LENGTH
-    return Verdict.VALID if _luhn_sum_ok(digits) else Verdict.BAD_CHECK_DIGIT
+    return Verdict.VALID if luhn_ascii(digits.encode("ascii")) else Verdict.BAD_CHECK_DIGIT
 
 
 def is_valid(digits: str) -> bool:
-    """Return True for 12 ASCII digits whose last one is the Luhn check digit."""
+    """Return True for 12 ASCII digits whose last one is the Luhn check digit.
+
+    Fast enough for the import's millions of rows (`luhn_ascii`).
+    """
     return verdict(digits) is Verdict.VALID
 
 
-_DOUBLED = tuple((2 * d) // 10 + (2 * d) % 10 for d in range(10))
+# A digit's ASCII code -> the digit doubled, its digits summed (Luhn), as a byte value.
+_LUHN_DOUBLED = bytes.maketrans(
+    b"0123456789", bytes((2 * d) // 10 + (2 * d) % 10 for d in range(10))
+)
 
 
-def luhn_ok(digits: str) -> bool:
-    """Say, fast, whether `digits` is a contract: 12 ASCII digits, valid Luhn check digit.
+def luhn_ascii(digits: bytes) -> bool:
+    """Say whether ASCII digits (already checked to be digits) end in their Luhn check digit.
 
-    The same answer as `is_valid` (python-stdnum), for the import's millions of rows.
+    The sums run in C (`bytes.translate`, `sum` of bytes): the import checks a new
+    contract in one row of ten. Tested against python-stdnum's `luhn`.
     """
-    if len(digits) != CONTRACT_LENGTH or not digits.isascii() or not digits.isdigit():
-        return False
-    return _luhn_sum_ok(digits)
-
-
-def _luhn_sum_ok(digits: str) -> bool:
-    """Check the Luhn sum of ASCII digits (tested against python-stdnum's `luhn`)."""
-    values = [ord(c) - 48 for c in digits]
-    doubled = _DOUBLED
-    total = sum(values[-1::-2]) + sum([doubled[v] for v in values[-2::-2]])
-    return total % 10 == 0
+    kept = sum(digits[-1::-2]) - (len(digits) + 1) // 2 * ord("0")
+    return (kept + sum(digits[-2::-2].translate(_LUHN_DOUBLED))) % 10 == 0
 
 
 def with_check_digit(prefix: str) -> str:

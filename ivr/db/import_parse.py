@@ -30,7 +30,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from ivr.contract import CONTRACT_LENGTH, is_valid, luhn_ok, mask
+from ivr.contract import CONTRACT_LENGTH, is_valid, luhn_ascii, mask
 from ivr.db.schema import KINDS, KOPECK
 from ivr.errors import ImportFileError
 
@@ -231,7 +231,7 @@ def _exact_row(path: Path, line: int, n: int, fields: list[str], sqlite: bool) -
 
 def _learn_contract(joined: str, good: set[str]) -> bool:
     contract = joined[:12]
-    if luhn_ok(contract):
+    if is_valid(contract):
         good.add(contract)
         return True
     return False
@@ -356,7 +356,7 @@ class _Known:
     def contract(self, contract: bytes) -> bool:
         if contract in self.contracts:
             return True
-        if luhn_digits(contract):
+        if luhn_ascii(contract):  # 12 digits: the caller matched them
             self.contracts.add(contract)
             return True
         return False
@@ -370,21 +370,6 @@ class _Known:
             return False
         self.days.add(day)
         return True
-
-
-# A digit's ASCII code -> the digit doubled, its digits summed (Luhn), as a byte value.
-_LUHN_DOUBLED = bytes.maketrans(
-    b"0123456789", bytes((2 * d) // 10 + (2 * d) % 10 for d in range(10))
-)
-
-
-def luhn_digits(contract: bytes) -> bool:
-    """Say whether 12 ASCII digits (the caller has matched them) end in their Luhn check digit.
-
-    `ivr.contract.luhn_ok`'s answer, in C loops: a new account is one row in ten.
-    """
-    kept = sum(contract[-1::-2]) - 6 * ord("0")
-    return (kept + sum(contract[-2::-2].translate(_LUHN_DOUBLED))) % 10 == 0
 
 
 def _canonical_block(
