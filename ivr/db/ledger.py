@@ -144,11 +144,17 @@ class CompiledRead:
         self.dialect = dialect
         self.sql = compiled.string
         self._positions = tuple(compiled.positiontup or ()) if compiled.positional else None
-        self._binds: dict[str, tuple[Any, Callable[[Any], Any] | None]] = {}
+        # The statement's constants (the literal 0s, "charge") are converted once; a call
+        # converts only the values it passes.
+        self._constants: dict[str, Any] = {}
+        self._variables: list[tuple[str, Callable[[Any], Any] | None]] = []
         for bind, name in compiled.bind_names.items():
             processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
-            constant = None if bind.required else bind.effective_value
-            self._binds[name] = (constant, processor)
+            if bind.required:
+                self._variables.append((name, processor))
+            else:
+                value = bind.effective_value
+                self._constants[name] = value if processor is None else processor(value)
         self._types = [column.type.dialect_impl(dialect) for column in statement.selected_columns]
         # Made from the first result's column type codes, as SQLAlchemy does (PostgreSQL's
         # numeric conversion depends on the type the server sends).
@@ -156,13 +162,13 @@ class CompiledRead:
 
     def parameters(self, values: dict[str, Any]) -> Any:
         """Convert `values` (and the statement's constants) for the driver."""
-        converted = {}
-        for name, (constant, processor) in self._binds.items():
-            value = values[name] if name in values else constant
+        converted = self._constants.copy()
+        for name, processor in self._variables:
+            value = values[name]
             converted[name] = value if processor is None or value is None else processor(value)
         if self._positions is None:
             return converted
-        return tuple(converted[name] for name in self._positions)
+        return tuple([converted[name] for name in self._positions])
 
     def one(self, driver: PoolProxiedConnection, values: dict[str, Any]) -> tuple[Any, ...]:
         """Run the statement on a pooled driver connection; return its one row.

@@ -116,6 +116,8 @@ def _as_utc(value: datetime) -> datetime:
 def _sqlite_text(value: datetime | None) -> str | None:
     if value is None:
         return None
+    if value.tzinfo is UTC:  # the usual case (datetime.now(UTC)): drop the "+00:00"
+        return value.isoformat(" ", "microseconds")[:-6]
     return _as_utc(value).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 

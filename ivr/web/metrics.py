@@ -209,6 +209,8 @@ def _started(pid: int) -> str:
 
 def _current() -> Metrics | None:
     """Return the metrics when the current app counts, else None."""
+    if _metrics is None:  # no app of this process counts: skip the app lookup (every step)
+        return None
     found = current_app.extensions.get("ivr_metrics")
     return found if isinstance(found, Metrics) else None
 
