@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import timedelta
@@ -49,8 +50,31 @@ ENVIRONMENT = {
 }
 
 
+# gunicorn's exit code for "the worker failed to boot": its master stops instead of
+# starting the worker again and again.
+GUNICORN_BOOT_ERROR = 3
+
+
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
-    """Create the hotline app: defaults, then IVR_* variables, then `test_config`."""
+    """Create the hotline app: defaults, then IVR_* variables, then `test_config`.
+
+    A setup that cannot work raises `ConfigError`; under gunicorn its message is the one
+    line the worker prints (gunicorn would log a traceback first), and the server stops.
+    """
+    try:
+        return _create_app(test_config)
+    except ConfigError as error:
+        if not _under_gunicorn():
+            raise
+        print(f"Error: {error}", file=sys.stderr, flush=True)
+        raise SystemExit(GUNICORN_BOOT_ERROR) from None
+
+
+def _under_gunicorn() -> bool:
+    return os.environ.get("SERVER_SOFTWARE", "").startswith("gunicorn")
+
+
+def _create_app(test_config: Mapping[str, Any] | None) -> Flask:
     app = Flask(__name__)
     app.request_class = WebhookRequest
     app.config.from_mapping(
@@ -117,7 +141,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     )
     dashboard.install(app)  # issue 12: GET /dashboard (IVR_DASHBOARD_TOKEN)
     metrics.install(app)  # issue 12: GET /metrics and the request counts (IVR_METRICS)
-    if os.environ.get("SERVER_SOFTWARE", "").startswith("gunicorn"):
+    if _under_gunicorn():
         # A server worker keeps what it has loaded (SQLAlchemy, phonenumbers, inflect...)
         # for its life: moved out of the collector's sight, a full collection no longer
         # walks those ~100 000 objects (~50 ms, a pause every request queued behind it).
