@@ -187,7 +187,7 @@ _MOVE_ENTRIES = (
     "SELECT a.id, {values}, s.kind, s.memo, s.entry_key "
     "FROM {{staging}} AS s JOIN accounts AS a ON a.contract = s.contract "
     "WHERE s.n > {{first}} AND s.n <= {{last}} "
-    "ON CONFLICT (entry_key) DO NOTHING"
+    "ON CONFLICT (account_id, entry_key) DO NOTHING"
 )
 
 
