@@ -200,6 +200,25 @@ def test_a_bad_row_found_in_the_child_imports_nothing(engine: Engine, tmp_path: 
     assert not multiprocessing.active_children()
 
 
+def test_a_failed_import_leaves_its_sqlite_connection_as_it_found_it(
+    engine: Engine, tmp_path: Path
+) -> None:
+    if engine.dialect.name != "sqlite":
+        pytest.skip("the connection settings the import changes are SQLite's")
+    bad = f"{CONTRACT},2026-11-01T00:00:00.100000+00:00,1.00,gift,\n"
+    settings = ("foreign_keys", "temp_store", "cache_size")
+    with engine.connect() as connection:
+        before = [connection.exec_driver_sql(f"PRAGMA {name}").scalar() for name in settings]
+    with pytest.raises(ImportFileError):
+        db.import_csv(engine, write(tmp_path, [*canonical(20), bad]))
+    # One connection in the pool: the import's own, back with the engine's settings.
+    with engine.connect() as connection:
+        after = [connection.exec_driver_sql(f"PRAGMA {name}").scalar() for name in settings]
+        tables = connection.exec_driver_sql("SELECT name FROM temp.sqlite_master").all()
+    assert after == before == [1, 0, -2000]
+    assert tables == []
+
+
 @pytest.mark.usefixtures("in_background")
 def test_leaving_early_stops_the_child(tmp_path: Path) -> None:
     path = write(tmp_path, canonical(2000))

@@ -16,6 +16,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from click.testing import CliRunner
 from sqlalchemy import Engine, String, insert, inspect, literal, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ivr import db
@@ -477,6 +478,49 @@ def test_revision_0003_converts_the_keys_so_old_imports_still_count(engine: Engi
         )
     with Session(engine) as session:
         assert db.balance(session, "590000000018", AT) == balances["590000000018"] + 10
+
+
+def test_revision_0005_keeps_each_key_unique_in_its_account(engine: Engine) -> None:
+    migrate.upgrade(engine, "0004")
+    insert_ledger_rows(engine, DEMO_CSV, key=lambda row: row.key)  # keyed as today
+    columns = "id, account_id, posted_at, amount, memo, entry_key"
+    rows = db_rows(engine, f"SELECT {columns} FROM entries")
+    balances = demo_balances(engine)
+
+    migrate.upgrade(engine, "0005")
+
+    assert differences(engine) == []
+    assert sorted(db_rows(engine, f"SELECT {columns} FROM entries")) == sorted(rows)
+    report = db.import_csv(engine, DEMO_CSV)
+    assert (report.rows, report.added) == (12, 0)
+    assert demo_balances(engine) == balances
+    insert = text(
+        "INSERT INTO entries (account_id, posted_at, amount, kind, memo, entry_key) "
+        "SELECT id, :t, :m, 'charge', 'billing', :key FROM accounts WHERE contract = :c"
+    )
+    at = AT.replace(tzinfo=None) if engine.dialect.name == "sqlite" else AT
+    amount = -100 if engine.dialect.name == "sqlite" else Decimal("-1.00")
+    key = rows[0][5]
+    owner, other = db_rows(engine, "SELECT contract FROM accounts ORDER BY id")[:2]
+    account_of_key = dict(db_rows(engine, "SELECT id, contract FROM accounts"))[rows[0][1]]
+    stranger = other[0] if owner[0] == account_of_key else owner[0]
+    # The same key in another account is another row; in its own account it is refused.
+    with engine.begin() as connection:
+        connection.execute(insert, {"t": at, "m": amount, "key": key, "c": stranger})
+    with pytest.raises(IntegrityError), engine.begin() as connection:
+        connection.execute(insert, {"t": at, "m": amount, "key": key, "c": account_of_key})
+    # The totals' triggers survived the rebuild (SQLite): the stranger's charge counted.
+    with Session(engine) as session:
+        assert db.balance(session, stranger, AT) == balances[stranger] - 1
+
+    # Down again: the key unique across the ledger, so the stranger's copy must go first.
+    with engine.begin() as connection:
+        connection.execute(text("DELETE FROM entries WHERE memo = 'billing'"))
+        command.downgrade(migrate.config(connection), "0004")
+    assert [u["column_names"] for u in inspect(engine).get_unique_constraints("entries")] == [
+        ["entry_key"]
+    ]
+    assert sorted(db_rows(engine, f"SELECT {columns} FROM entries")) == sorted(rows)
 
 
 def db_rows(engine: Engine, sql: str) -> list[Any]:

@@ -24,6 +24,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     inspect,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -144,6 +145,11 @@ class Entry(Base):
         # of a month's entries, the same at a thousand or a million accounts and at ten
         # or 3 650 entries an account. One index, not two: every imported row pays for it.
         Index("ix_entries_account_posted_amount_kind", "account_id", "posted_at", "amount", "kind"),
+        # The content key is unique within its account (revision 0005): the key's text
+        # holds the contract, so the same row always lands in the same account, and an
+        # import (in account order) inserts each account's keys side by side instead of
+        # into a random leaf of a global index.
+        UniqueConstraint("account_id", "entry_key", name="uq_entries_account_key"),
         CheckConstraint(f"kind IN ({', '.join(repr(k) for k in KINDS)})", name="ck_entry_kind"),
     )
 
@@ -155,9 +161,10 @@ class Entry(Base):
     amount: Mapped[Decimal] = mapped_column(Money())
     kind: Mapped[str] = mapped_column(String(20))
     memo: Mapped[str] = mapped_column(Text(), default="")
-    # A digest of the row's content, 16 bytes (`ivr.db.imports.content_key`): importing the
-    # same file twice adds nothing. Entries billing posts by other means may leave it empty.
-    entry_key: Mapped[bytes | None] = mapped_column(LargeBinary(16), unique=True)
+    # A digest of the row's content, 16 bytes (`ivr.db.imports.content_key`), unique in its
+    # account: importing the same file twice adds nothing. Entries billing posts by other
+    # means may leave it empty.
+    entry_key: Mapped[bytes | None] = mapped_column(LargeBinary(16))
 
 
 class MonthTotal(Base):
