@@ -117,6 +117,7 @@ class Plan:
     strict: bool
     force_build: bool
     import_entries: int
+    quick: bool = False  # CI's smoke run: a floor to keep, not the measurement
 
     @property
     def gunicorn_flags(self) -> list[str]:
@@ -214,6 +215,7 @@ def parse_args(argv: Sequence[str] | None) -> Plan:
         strict=args.strict,
         force_build=args.force_build,
         import_entries=args.import_entries or (20_000 if quick else 1_000_000),
+        quick=quick,
     )
 
 
@@ -931,7 +933,7 @@ def render(
     targets: list[tuple[str, str, str, bool]] = []  # what, measured, target, met
     lines = [
         f"# Hotline benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
-        + (" (--quick: smoke test, not a measurement)" if plan.accounts < 1_000_000 else ""),
+        + (" (--quick: smoke test, not a measurement)" if plan.quick else ""),
         "",
         f"Machine: {info['cpus']} CPUs, {info['cpu']}; Python {info['python']}, "
         f"SQLite {info['sqlite']}; load average before/after: {info['load']} / "
@@ -1055,7 +1057,7 @@ def render(
         f"| {large.mean / small.mean:.2f}x | {large.p99 / small.p99:.2f}x |",
         "",
         f"Targets of issue 11 on {'PostgreSQL' if plan.postgres else 'SQLite'}"
-        + (" (--quick: a smoke test, not the measurement)" if plan.accounts < 1_000_000 else "")
+        + (" (--quick: a smoke test, not the measurement)" if plan.quick else "")
         + ":",
         "",
         "| target | measured | wanted | |",
@@ -1213,7 +1215,7 @@ def run(plan: Plan) -> int:
     plan.out.write_text(report, encoding="utf-8")
     print(report)
     print(f"(saved to {plan.out})", file=sys.stderr)
-    return 1 if failures or (plan.strict and missed and plan.accounts >= 1_000_000) else 0
+    return 1 if failures or (plan.strict and missed and not plan.quick) else 0
 
 
 def _terminate(signum: int, _frame: Any) -> None:
