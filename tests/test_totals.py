@@ -246,11 +246,12 @@ def test_a_batch_that_cannot_be_written_is_logged_and_dropped(
     assert any("the call log missed 1 steps and 0 ends" in r.getMessage() for r in caplog.records)
 
 
-def test_a_big_batch_goes_in_several_statements_and_every_value_lands(engine: Engine) -> None:
+def test_a_big_batch_lands_whole_in_order_with_its_empty_values(engine: Engine) -> None:
+    """SQLite: several multi-row INSERTs; PostgreSQL: one INSERT of arrays (unnest)."""
     from ivr.db.hotline_tables import ROWS_PER_INSERT
 
     log = db.CallLog(engine, batch_s=60)
-    count = ROWS_PER_INSERT * 2 + 17  # two full statements and a short one
+    count = ROWS_PER_INSERT * 2 + 17  # SQLite: two full statements and a short one
     written = []
     for n in range(count):
         at = NOW + timedelta(microseconds=n * 1001)

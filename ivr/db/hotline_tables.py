@@ -296,7 +296,7 @@ def _insert_many(connection: Connection, table: Table, rows: Sequence[dict[str, 
     names = list(rows[0])
     columns = [table.c[name] for name in names]
     convert = [column.type.dialect_impl(dialect).bind_processor(dialect) for column in columns]
-    if dialect.name == "postgresql":
+    if dialect.name == "postgresql" and dialect.driver == "psycopg":  # %b is psycopg 3's
         _insert_unnest(connection, table, columns, convert, rows)
         return
     marker = "?" if dialect.paramstyle == "qmark" else "%s"
