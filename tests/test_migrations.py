@@ -489,7 +489,7 @@ def test_revision_0005_keeps_each_key_unique_in_its_account(engine: Engine) -> N
 
     migrate.upgrade(engine, "0005")
 
-    assert differences(engine) == []
+    # (That 0005 leaves the models' schema, 0006's indexes aside, the upgrade to head checks.)
     assert sorted(db_rows(engine, f"SELECT {columns} FROM entries")) == sorted(rows)
     report = db.import_csv(engine, DEMO_CSV)
     assert (report.rows, report.added) == (12, 0)
@@ -534,3 +534,21 @@ def demo_balances(engine: Engine) -> dict[str, Decimal | None]:
             contract: db.balance(session, contract, AT)
             for contract in ("590000000018", "590000000026", "590000000034")
         }
+
+
+def test_revision_0006_adds_each_kinds_partial_index_and_takes_it_away(engine: Engine) -> None:
+    migrate.upgrade(engine, "0005")
+    insert_ledger_rows(engine, DEMO_CSV, key=lambda row: row.key)
+    balances = demo_balances(engine)
+
+    migrate.upgrade(engine, "0006")
+
+    assert differences(engine) == []
+    names = {index["name"] for index in inspect(engine).get_indexes("entries")}
+    assert {"ix_entries_account_payments", "ix_entries_account_promises"} <= names
+    assert demo_balances(engine) == balances
+    with engine.begin() as connection:
+        command.downgrade(migrate.config(connection), "0005")
+    names = {index["name"] for index in inspect(engine).get_indexes("entries")}
+    assert not names & {"ix_entries_account_payments", "ix_entries_account_promises"}
+    assert demo_balances(engine) == balances

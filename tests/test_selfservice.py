@@ -11,12 +11,13 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
 from flask import Flask
 from freezegun import freeze_time
-from sqlalchemy import func, select
+from sqlalchemy import Connection, Engine, func, insert, select
 from sqlalchemy.orm import Session
 
 from ivr import create_app, db
@@ -24,7 +25,15 @@ from ivr.cli import main
 from ivr.db import selfservice as queries
 from ivr.db.schema import PromiseGuard
 from ivr.errors import ConfigError, ImportFileError
-from ivr.selfservice import PromiseFacts, PromiseRules, Refusal, Terms, days_left, judge
+from ivr.selfservice import (
+    Payment,
+    PromiseFacts,
+    PromiseRules,
+    Refusal,
+    Terms,
+    days_left,
+    judge,
+)
 from tests.conftest import AUTH_TOKEN, Caller, database_url, engine_of, fresh_schema
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -436,3 +445,61 @@ def test_a_demo_offset_that_is_not_one_is_refused(bare: Flask, tmp_path: Path) -
     )
     with pytest.raises(ImportFileError, match=r"demo_recent.csv:2: posted_at must be an offset"):
         db.demo.import_recent(engine_of(bare), recent, NOW)
+
+
+# --- flat in the account's history (issue 11, revision 0006) -----------------------------
+
+
+def test_last_payment_and_promises_read_their_kinds_index_not_the_history(
+    engine: Engine,
+) -> None:
+    """Ten years of daily charges after one payment and one promise: each query's plan
+    reads its kind's partial index (so the charges are never read), and answers right."""
+    old = NOW - timedelta(days=3651)
+    with engine.begin() as connection:
+        account = connection.execute(
+            insert(db.Account).values(contract="590000000018").returning(db.Account.id)
+        ).scalar_one()
+        rows = [(old, Decimal("5000.00"), "payment"), (old, Decimal("300.00"), PROMISED)]
+        rows += [(old + timedelta(days=5), Decimal("-300.00"), PROMISED)]
+        rows += [(NOW - timedelta(days=d), Decimal("-10.00"), "charge") for d in range(3650)]
+        connection.execute(
+            insert(db.Entry),
+            [
+                {"account_id": account, "posted_at": at, "amount": amount, "kind": kind}
+                for at, amount, kind in rows
+            ],
+        )
+        if engine.dialect.name == "postgresql":
+            connection.exec_driver_sql("ANALYZE entries")
+    with engine.connect() as connection:
+        assert queries.last_payment(connection, account, NOW) == Payment(old, Decimal("5000.00"))
+        facts = queries.promise_facts(connection, account, NOW)
+        assert (facts.last_taken_at, facts.running_until) == (old, None)
+        params = {"account": account, "at": NOW}
+        for statement, index in [
+            (queries._LAST_PAYMENT, "ix_entries_account_payments"),
+            (queries._LAST_TAKEN, "ix_entries_account_promises"),
+            (queries._RUNNING_UNTIL, "ix_entries_account_promises"),
+        ]:
+            assert index in plan_of(connection, statement, params)
+
+
+PROMISED = queries.PROMISED_PAYMENT
+
+
+def plan_of(connection: Connection, statement: Any, params: dict[str, Any]) -> str:
+    """The database's own plan of a statement, as text (EXPLAIN QUERY PLAN / EXPLAIN)."""
+    dialect = connection.dialect
+    compiled = statement.compile(dialect=dialect)
+    sql, values = compiled.string, compiled.construct_params(params)
+    for bind, name in compiled.bind_names.items():  # the types' conversions, as execute does
+        convert = bind.type.dialect_impl(dialect).bind_processor(dialect)
+        if convert is not None and values[name] is not None:
+            values[name] = convert(values[name])
+    if connection.dialect.name == "sqlite":
+        ordered = tuple(values[name] for name in compiled.positiontup or ())
+        rows = connection.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, ordered).all()
+        return "\n".join(str(row[-1]) for row in rows)
+    rows = connection.exec_driver_sql("EXPLAIN " + sql, values).all()
+    return "\n".join(str(row[0]) for row in rows)
