@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import PoolProxiedConnection
 
 from ivr.db.hotline_tables import failed_lookups_since
-from ivr.db.schema import Account, Entry, FailedLookup, Money, MonthTotal, UtcDateTime
+from ivr.db.schema import KINDS, Account, Entry, FailedLookup, Money, MonthTotal, UtcDateTime
 from ivr.db.totals import month_number, month_start
 from ivr.selfservice import WINDOW, Payment, PromiseFacts
 
@@ -75,6 +75,18 @@ def _balance_parts(account: Any) -> tuple[Any, Any]:
     return type_coerce(months, Money()), type_coerce(current, Money())
 
 
+def kind_is(kind: str) -> Any:
+    """`entries.kind = '<kind>'`, the kind written into the SQL rather than bound.
+
+    Revision 0006 has partial indexes on the kind. Against a bound kind SQLite would
+    prepare the statement anew every time a value is bound (the value might make a
+    partial index usable): the contract step's lookup cost 36-57 µs instead of 7-9. And
+    only a kind written out lets SQLite or PostgreSQL's generic plan use such an index.
+    """
+    assert kind in KINDS  # a constant of ours, never input
+    return _entries.kind == literal_column(f"'{kind}'")
+
+
 def charges_sum(account: Any) -> Any:
     """The sum of an account's charges posted after :charges_since, up to :at (negative).
 
@@ -84,7 +96,7 @@ def charges_sum(account: Any) -> Any:
         select(func.coalesce(func.sum(_entries.amount), 0))
         .where(
             _entries.account_id == account,
-            _entries.kind == "charge",
+            kind_is("charge"),
             _entries.posted_at > bindparam("charges_since", type_=UtcDateTime()),
             _entries.posted_at <= bindparam("at", type_=UtcDateTime()),
         )

@@ -30,7 +30,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine, and_, bindparam, func, insert, literal_column, select
+from sqlalchemy import Engine, and_, bindparam, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -40,9 +40,10 @@ from ivr.db.ledger import (
     as_connection,
     charges_sum,
     find_account,
+    kind_is,
     spend,
 )
-from ivr.db.schema import KIND_INDEXES, Entry, PromiseGuard, UtcDateTime
+from ivr.db.schema import Entry, PromiseGuard, UtcDateTime
 from ivr.flow import PromiseToWrite
 from ivr.selfservice import WINDOW, Payment, PromiseFacts
 
@@ -53,20 +54,13 @@ _guards = PromiseGuard.__table__.c
 _CHARGES = select(charges_sum(bindparam("account")))
 
 
-def _kind_is(kind: str) -> Any:
-    """`entries.kind = '<kind>'` written into the SQL, not bound as a parameter: only so
-    can the planner match it to that kind's partial index (revision 0006)."""
-    assert kind in KIND_INDEXES.values()  # a constant of ours, never input
-    return _entries.kind == literal_column(f"'{kind}'")
-
-
 # The latest payment, the running promise and the latest promise taken are each the first
 # entries read from their kind's partial index, however many charges came since.
 _LAST_PAYMENT = (
     select(_entries.posted_at, _entries.amount)
     .where(
         _entries.account_id == bindparam("account"),
-        _kind_is("payment"),
+        kind_is("payment"),
         _entries.posted_at <= bindparam("at", type_=UtcDateTime()),
     )
     .order_by(_entries.posted_at.desc(), _entries.id.desc())
@@ -74,13 +68,13 @@ _LAST_PAYMENT = (
 )
 _RUNNING_UNTIL = select(func.min(_entries.posted_at)).where(
     _entries.account_id == bindparam("account"),
-    _kind_is(PROMISED_PAYMENT),
+    kind_is(PROMISED_PAYMENT),
     _entries.amount < Decimal(0),
     _entries.posted_at > bindparam("at", type_=UtcDateTime()),
 )
 _LAST_TAKEN = select(func.max(_entries.posted_at)).where(
     _entries.account_id == bindparam("account"),
-    _kind_is(PROMISED_PAYMENT),
+    kind_is(PROMISED_PAYMENT),
     _entries.amount > Decimal(0),
     _entries.posted_at <= bindparam("at", type_=UtcDateTime()),
 )
