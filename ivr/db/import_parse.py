@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ivr.contract import CONTRACT_LENGTH, is_valid, luhn_ascii, mask
-from ivr.db.schema import KINDS, KOPECK
+from ivr.db.schema import KINDS, KOPECK, sqlite_text
 from ivr.errors import ImportFileError
 
 CSV_HEADER = ("contract", "posted_at", "amount", "kind", "memo")
@@ -222,7 +222,7 @@ def _exact_row(path: Path, line: int, n: int, fields: list[str], sqlite: bool) -
         raise ImportFileError(f"{path}:{line}: {exc}") from None
     amount_text = str(row.amount)
     if sqlite:
-        stored = row.posted_at.replace(tzinfo=None).isoformat(" ", "microseconds")
+        stored = sqlite_text(row.posted_at)
         kopecks = int(amount_text.replace(".", ""))
         return n, row.contract, stored, kopecks, row.kind, row.memo, row.key
     stamp = row.posted_at.isoformat(timespec="microseconds")

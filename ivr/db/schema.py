@@ -104,7 +104,7 @@ class UtcDateTime(TypeDecorator[datetime]):
         # `isoformat` writes alike) in one step, instead of a wrapper, the conversion
         # above and a %-format; the contract step binds four timestamps.
         if dialect.name == "sqlite":
-            return _sqlite_text
+            return sqlite_text
         return super().bind_processor(dialect)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
@@ -120,7 +120,8 @@ def _as_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-def _sqlite_text(value: datetime | None) -> str | None:
+def sqlite_text(value: datetime | None) -> str | None:
+    """An aware moment as the ledger stores it on SQLite: naive UTC text, microseconds."""
     if value is None:
         return None
     if value.tzinfo is UTC:  # the usual case (datetime.now(UTC)): drop the "+00:00"

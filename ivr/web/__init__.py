@@ -25,7 +25,7 @@ from ivr.prompts import PromptLibrary
 from ivr.selfservice import PromiseRules
 from ivr.web import dashboard, metrics, signature, webhooks
 from ivr.web.form import WebhookRequest
-from ivr.web.services import Services, services
+from ivr.web.services import Services, services, under_gunicorn
 
 __all__ = [
     "Services",
@@ -64,14 +64,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     try:
         return _create_app(test_config)
     except ConfigError as error:
-        if not _under_gunicorn():
+        if not under_gunicorn():
             raise
         print(f"Error: {error}", file=sys.stderr, flush=True)
         raise SystemExit(GUNICORN_BOOT_ERROR) from None
-
-
-def _under_gunicorn() -> bool:
-    return os.environ.get("SERVER_SOFTWARE", "").startswith("gunicorn")
 
 
 def _create_app(test_config: Mapping[str, Any] | None) -> Flask:
@@ -141,7 +137,7 @@ def _create_app(test_config: Mapping[str, Any] | None) -> Flask:
     )
     dashboard.install(app)  # issue 12: GET /dashboard (IVR_DASHBOARD_TOKEN)
     metrics.install(app)  # issue 12: GET /metrics and the request counts (IVR_METRICS)
-    if _under_gunicorn():
+    if under_gunicorn():
         # A server worker keeps what it has loaded (SQLAlchemy, phonenumbers, inflect...)
         # for its life: moved out of the collector's sight, a full collection no longer
         # walks those ~100 000 objects (~50 ms, a pause every request queued behind it).

@@ -42,7 +42,7 @@ from ivr import db, flow
 from ivr.prompts import PromptLibrary
 from ivr.stats import PROMISE_TAKEN
 from ivr.web import dashboard
-from ivr.web.services import services
+from ivr.web.services import services, under_gunicorn
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -133,8 +133,8 @@ def multiprocess_dir() -> Path | None:
     if given:
         Path(given).mkdir(parents=True, exist_ok=True)
         return Path(given)
-    if not os.environ.get("SERVER_SOFTWARE", "").startswith("gunicorn"):
-        return None  # gunicorn's master sets SERVER_SOFTWARE for itself and its workers
+    if not under_gunicorn():
+        return None
     master = _gunicorn_master()
     if master is None:
         master = os.getpid()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from flask import current_app
 from twilio.request_validator import RequestValidator
 
@@ -57,3 +59,8 @@ def services() -> Services:
     state = current_app.extensions["ivr"]
     assert isinstance(state, Services)
     return state
+
+
+def under_gunicorn() -> bool:
+    """Say whether this is a gunicorn process (it sets SERVER_SOFTWARE for master and workers)."""
+    return os.environ.get("SERVER_SOFTWARE", "").startswith("gunicorn")
