@@ -212,6 +212,27 @@ def test_a_request_waiting_for_a_pooled_connection_is_bounded_too(app: Flask) ->
     assert result and is_apology(result[0])
 
 
+def test_the_next_step_takes_the_connection_returned_last(app: Flask) -> None:
+    """A step and a call-log batch on two connections: the step after goes on the batch's.
+
+    The connection that just committed is the warm one (a SQLite reader's page cache is
+    emptied by other connections' commits), so the pool hands out the one returned last.
+    """
+    engine = engine_of(app)
+    step = engine.connect()
+    step.execute(text("SELECT 1"))
+    batch = engine.connect()
+    with batch.begin():
+        batch.execute(text("SELECT 1"))
+    step_driver = step.connection.driver_connection
+    batch_driver = batch.connection.driver_connection
+    assert step_driver is not batch_driver
+    step.close()  # the step returns its connection first, then the batch its own
+    batch.close()
+    with engine.connect() as following:
+        assert following.connection.driver_connection is batch_driver
+
+
 # --- the database goes away in the middle of a run of calls -------------------------------
 
 
